@@ -1,0 +1,100 @@
+"""Ring definitions, read from the rings file (TOML).
+
+```toml
+[rings.widget]          # base_length 4 is the default
+profanity_filter = true
+
+[rings.doodad]
+base_length = 1
+pool_size = 8
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coder_ring.alphabet import MAX_BASE_LENGTH, MIN_BASE_LENGTH
+from coder_ring.errors import ConfigError, InvalidInput
+from coder_ring.validation import check_ring_name
+
+DEFAULT_BASE_LENGTH = 4
+DEFAULT_POOL_SIZE = 64
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    """One ring as configured: its name, code length, filter and worker pool size."""
+
+    name: str
+    base_length: int = DEFAULT_BASE_LENGTH
+    profanity_filter: bool = False
+    pool_size: int = DEFAULT_POOL_SIZE
+
+
+_KEYS: dict[str, type] = {"base_length": int, "profanity_filter": bool, "pool_size": int}
+
+
+def parse_rings(document: Mapping[str, Any], source: str) -> dict[str, RingConfig]:
+    """Ring configs from a parsed rings document; ``source`` names it in errors."""
+    unknown_top = sorted(set(document) - {"rings"})
+    if unknown_top:
+        raise ConfigError(f"{source}: unknown top-level key {unknown_top[0]!r}; allowed: 'rings'")
+    tables = document.get("rings", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError(f"{source}: 'rings' must be a table of ring tables")
+    rings: dict[str, RingConfig] = {}
+    for name, table in tables.items():
+        rings[name] = _parse_ring(name, table, source)
+    return rings
+
+
+def _parse_ring(name: str, table: object, source: str) -> RingConfig:
+    try:
+        check_ring_name(name)
+    except InvalidInput as error:
+        raise ConfigError(f"{source}: ring {name!r}: {error}") from None
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: ring {name!r} must be a table, got {table!r}")
+    for key, value in table.items():
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise ConfigError(
+                f"{source}: ring {name!r}: unknown key {key!r}; allowed: {', '.join(_KEYS)}"
+            )
+        # bool is an int subclass: refuse `base_length = true` explicitly.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{source}: ring {name!r}: key {key!r} must be {expected.__name__}, "
+                f"got {value!r}"
+            )
+    ring = RingConfig(name=name, **table)
+    if not MIN_BASE_LENGTH <= ring.base_length <= MAX_BASE_LENGTH:
+        raise ConfigError(
+            f"{source}: ring {name!r}: key 'base_length' must be from {MIN_BASE_LENGTH} "
+            f"to {MAX_BASE_LENGTH}, got {ring.base_length!r}"
+        )
+    if ring.pool_size < 0:
+        raise ConfigError(
+            f"{source}: ring {name!r}: key 'pool_size' must be >= 0, got {ring.pool_size!r}"
+        )
+    return ring
+
+
+def load_rings(path: Path | str) -> dict[str, RingConfig]:
+    """Read and check the rings file at ``path``."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read rings file {str(path)!r}: {error.strerror}") from None
+    try:
+        # tomllib refuses duplicate tables and keys, which we want to be errors too.
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    return parse_rings(document, str(path))

@@ -1,0 +1,19 @@
+"""Alembic environment: runs on the connection handed in by :func:`coder_ring.migrate`."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from coder_ring.schema import metadata
+
+VERSION_TABLE = "coder_ring_alembic_version"
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    version_table=VERSION_TABLE,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()
