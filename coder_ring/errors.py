@@ -17,18 +17,22 @@ class ConfigError(CoderRingError):
     """The settings or the rings file are invalid."""
 
 
-class InvalidInput(CoderRingError, ValueError):  # noqa: N818 - reads better at call sites
+class InvalidInput(CoderRingError, ValueError):
     """An argument (extra, count, bump, ring name...) is not allowed. Nothing was changed."""
 
 
-class UnknownRing(InvalidInput):  # noqa: N818
-    """The ring name is not configured."""
+class UnknownRing(InvalidInput):
+    """The ring name is not configured.
 
-    def __init__(self, name: object, configured: Iterable[str]) -> None:
-        self.name = name
-        self.configured = sorted(configured)
-        listed = ", ".join(self.configured) or "(none)"
-        super().__init__(f"unknown ring {name!r}; configured rings: {listed}")
+    Constructed from the message alone so that it survives Celery's result
+    serialization; build it with :meth:`naming`.
+    """
+
+    @classmethod
+    def naming(cls, name: object, configured: Iterable[str]) -> UnknownRing:
+        """The error for ring ``name``, listing the ``configured`` rings."""
+        listed = ", ".join(sorted(configured)) or "(none)"
+        return cls(f"unknown ring {name!r}; configured rings: {listed}")
 
 
 class RingNotReady(CoderRingError):
@@ -47,7 +51,7 @@ class StoreUnavailable(CoderRingError):
     """The database cannot be reached or failed; the operation was not applied."""
 
 
-class Fenced(CoderRingError):  # noqa: N818
+class Fenced(CoderRingError):
     """A write carried an epoch that is no longer the ring's: another holder claimed it.
 
     Nothing was written. The caller must stop serving the ring.

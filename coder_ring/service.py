@@ -76,7 +76,7 @@ class RingService:
         """The config of ring ``name``; :class:`UnknownRing` lists the configured ones."""
         ring = self.rings.get(name) if isinstance(name, str) else None
         if ring is None:
-            raise UnknownRing(name, self.rings)
+            raise UnknownRing.naming(name, self.rings)
         return ring
 
     def select(self, names: Iterable[str] | None = None) -> list[RingConfig]:

@@ -64,7 +64,7 @@ class PostgresOps:
         self, conn: Connection, ring_id: int, positions: Sequence[int]
     ) -> dict[int, int]:
         rows = conn.execute(self._read, {"ring_id": ring_id, "positions": list(positions)})
-        return {position: value for position, value in rows}
+        return dict(rows.tuples().all())
 
     def write_positions(self, conn: Connection, ring_id: int, changed: Mapping[int, int]) -> None:
         if changed:
@@ -94,19 +94,19 @@ class PostgresOps:
         driver = conn.connection.driver_connection
         assert driver is not None
         total = len(values)
-        with driver.cursor() as cursor:  # type: ignore[attr-defined]
-            with cursor.copy(f"COPY {partition} (ring_id, position, value) FROM STDIN") as copy:
-                prefix = f"{ring_id}\t"
-                for start in range(0, total, FILL_CHUNK_ROWS):
-                    stop = min(start + FILL_CHUNK_ROWS, total)
-                    copy.write(
-                        "".join(
-                            f"{prefix}{position}\t{values[position]}\n"
-                            for position in range(start, stop)
-                        )
+        copy_sql = f"COPY {partition} (ring_id, position, value) FROM STDIN"
+        with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
+            prefix = f"{ring_id}\t"
+            for start in range(0, total, FILL_CHUNK_ROWS):
+                stop = min(start + FILL_CHUNK_ROWS, total)
+                copy.write(
+                    "".join(
+                        f"{prefix}{position}\t{values[position]}\n"
+                        for position in range(start, stop)
                     )
-                    if progress is not None:
-                        progress(stop, total)
+                )
+                if progress is not None:
+                    progress(stop, total)
         conn.exec_driver_sql(f"ALTER TABLE {partition} ADD PRIMARY KEY (ring_id, position)")
         conn.exec_driver_sql(
             f"ALTER TABLE coder_ring_codes ATTACH PARTITION {partition} FOR VALUES IN ({ring_id})"
@@ -140,7 +140,7 @@ class SqliteOps:
         for start in range(0, len(ordered), SQLITE_MAX_PARAMS):
             chunk = ordered[start : start + SQLITE_MAX_PARAMS]
             rows = conn.execute(self._read, {"ring_id": ring_id, "positions": chunk})
-            table.update({position: value for position, value in rows})
+            table.update(rows.tuples().all())
         return table
 
     def write_positions(self, conn: Connection, ring_id: int, changed: Mapping[int, int]) -> None:
@@ -162,7 +162,7 @@ class SqliteOps:
         total = len(values)
         for start in range(0, total, FILL_CHUNK_ROWS):
             stop = min(start + FILL_CHUNK_ROWS, total)
-            driver.executemany(  # type: ignore[attr-defined]
+            driver.executemany(
                 self._insert,
                 [(ring_id, position, values[position]) for position in range(start, stop)],
             )

@@ -77,13 +77,13 @@ def make_engine(database_url: str) -> Engine:
         )
     try:
         if backend == "sqlite":
-            engine = create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False}
-            )
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        event.listen(engine, "connect", _postgres_on_connect)
+        return engine
     except (ArgumentError, NoSuchModuleError) as error:
         raise ConfigError(f"invalid database URL {database_url!r}: {error}") from None
 
@@ -96,6 +96,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # A holder frozen inside a draw (SIGSTOP, GC pause) must not keep the ring's row
+    # locked for ever: the server aborts its transaction and the next holder claims.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET idle_in_transaction_session_timeout = '10s'")
+    dbapi_connection.commit()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -131,7 +139,9 @@ class SqlStore:
         config.set_main_option("script_location", str(_MIGRATIONS_DIR))
         with self._transaction() as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
@@ -380,9 +390,7 @@ def _check_matches(record: RingRecord, ring: RingConfig) -> None:
 def _translate(error: DBAPIError, engine: Engine) -> Exception:
     message = str(error.orig)
     if "no such table" in message or "UndefinedTable" in type(error.orig).__name__:
-        return SchemaMissing(
-            "the database has no coder_ring tables; run: coder-ring migrate"
-        )
+        return SchemaMissing("the database has no coder_ring tables; run: coder-ring migrate")
     where = engine.url.render_as_string(hide_password=True)
     first_line = message.strip().splitlines()[0] if message.strip() else type(error.orig).__name__
     return StoreUnavailable(f"database {where} failed: {first_line}")

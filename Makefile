@@ -1,0 +1,41 @@
+# Every target CI uses is here; .ci/run calls `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv lint format typecheck test test-fast demo bench faults-long clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed  ## a virtualenv with coder_ring and its dev tools
+
+lint: venv  ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint  ## what CI runs: lint, then the whole suite against real servers
+	$(BIN)/python -m pytest
+
+test-fast: venv  ## the suite without the slow Celery and fault tests
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: venv  ## codes in one command: embedded SQLite + a Redis it starts itself
+	$(BIN)/coder-ring demo
+
+bench: venv  ## side-by-side benchmarks (real Redis and PostgreSQL from the env)
+	$(BIN)/coder-ring bench
+
+faults-long: venv  ## the fault-injection suite's long mode (100,000+ codes)
+	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/test_faults.py -s
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

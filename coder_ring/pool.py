@@ -1,0 +1,161 @@
+"""Serving one ring from a pool of codes drawn ahead, for the process that holds it.
+
+A :class:`RingServer` belongs to the one worker that holds a ring. On
+:meth:`~RingServer.activate` it claims a new epoch; every write it makes afterwards
+carries that epoch, so once another holder claims the ring, none of this server's
+writes can commit (:class:`~coder_ring.errors.Fenced`).
+
+The pool is a FIFO of codes already issued in the database (committed), drawn
+within one cycle and one extra. Handing them out in draw order keeps the codes
+exactly what they would be without a pool, and keeps the unissued rest at the
+positions just above the ring's boundary, so a graceful stop can give them back
+with one compare-and-set (nothing lost); a crash loses at most the pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from coder_ring.errors import CoderRingError, Fenced
+from coder_ring.service import RingService
+from coder_ring.store import RingRecord
+
+
+class NotHolding(CoderRingError):
+    """This server does not hold its ring (not activated, or lost it)."""
+
+
+class RingServer:
+    """One ring's pool and fenced draws. Thread-safe; calls on one ring are serialized."""
+
+    def __init__(self, service: RingService, name: str, pool_size: int | None = None) -> None:
+        ring = service.ring(name)
+        self.service = service
+        self.name = name
+        self.pool_size = ring.pool_size if pool_size is None else pool_size
+        self._mutex = threading.Lock()
+        self._pool: deque[str] = deque()
+        # The ring's row as of this server's last committed write (None: not holding).
+        self._record: RingRecord | None = None
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch this server writes with, or None when it does not hold the ring."""
+        record = self._record
+        return None if record is None else record.epoch
+
+    @property
+    def pooled(self) -> int:
+        """Codes drawn ahead and not handed out yet."""
+        return len(self._pool)
+
+    def activate(self, *, if_inactive: bool = False) -> RingRecord:
+        """Fill the ring if it is empty, claim a new epoch and fill the pool.
+
+        With ``if_inactive`` a server that already holds its epoch keeps it.
+        """
+        with self._mutex:
+            if if_inactive and self._record is not None:
+                return self._record
+            self._pool.clear()
+            self._record = None
+            self.service.populate([self.name])
+            self._record = self.service.claim(self.name)
+            self._top_up()
+            return self._record
+
+    def deactivate(self, give_back: bool = True) -> int:
+        """Stop serving: drop the pool, giving its codes back to the ring when
+        ``give_back`` and nothing else wrote since. Returns the codes given back."""
+        with self._mutex:
+            record, codes = self._record, len(self._pool)
+            self._pool.clear()
+            self._record = None
+        if not give_back or record is None or not codes:
+            return 0
+        try:
+            returned = self.service.give_back(
+                self.name, codes, epoch=record.epoch, version=record.version
+            )
+        except CoderRingError:
+            return 0  # unreachable database: the codes are lost, never repeated
+        return codes if returned else 0
+
+    def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
+        """``count`` codes, served from the pool where RING.md allows it."""
+        with self._mutex:
+            record = self._holding()
+            if bump or extra != record.extra:
+                # A new cycle or a new extra: the pooled codes belong to the old one and
+                # are dropped, never handed out; the draw goes straight to the ring.
+                self._pool.clear()
+                codes = self._draw(count, extra=extra, bump=bump)
+            elif count <= len(self._pool):
+                codes = [self._pool.popleft() for _ in range(count)]
+            else:
+                codes = list(self._pool)
+                self._pool.clear()
+                codes += self._draw(count - len(codes), extra=extra)
+            self._top_up(only_below_half=True)
+            return codes
+
+    def get_code(self, extra: str = "", bump: bool = False) -> str:
+        """One code (see :meth:`get_codes`)."""
+        return self.get_codes(1, extra, bump)[0]
+
+    def refill(self) -> int:
+        """Top the pool up to ``pool_size`` (beat's periodic refill); returns codes drawn."""
+        with self._mutex:
+            self._holding()
+            return self._top_up()
+
+    def reset(self) -> RingRecord:
+        """Start the ring over (first cycle, no extra), fenced with this server's epoch."""
+        with self._mutex:
+            record = self._holding()
+            self._pool.clear()
+            try:
+                self._record = self.service.reset(self.name, epoch=record.epoch)
+            except Fenced:
+                self._record = None
+                raise
+            return self._record
+
+    def _holding(self) -> RingRecord:
+        if self._record is None:
+            raise NotHolding(f"this worker does not hold ring {self.name!r}")
+        return self._record
+
+    def _draw(
+        self, count: int, *, extra: str, bump: bool = False, within_cycle: bool = False
+    ) -> list[str]:
+        record = self._holding()
+        try:
+            drawn = self.service.draw(
+                self.name,
+                count,
+                extra=extra,
+                bump=bump,
+                epoch=record.epoch,
+                within_cycle=within_cycle,
+            )
+        except Fenced:
+            self._pool.clear()
+            self._record = None
+            raise
+        self._record = drawn.record
+        return drawn.codes
+
+    def _top_up(self, only_below_half: bool = False) -> int:
+        record = self._holding()
+        missing = self.pool_size - len(self._pool)
+        if missing <= 0 or (only_below_half and len(self._pool) * 2 >= self.pool_size):
+            return 0
+        if self._pool and record.boundary == 0:
+            # The cycle is used up: the pool must not straddle two cycles (a give-back
+            # could not return it), so the next cycle starts once the pool is empty.
+            return 0
+        codes = self._draw(missing, extra=record.extra, within_cycle=True)
+        self._pool.extend(codes)
+        return len(codes)
