@@ -69,8 +69,7 @@ def _parse_ring(name: str, table: object, source: str) -> RingConfig:
         # bool is an int subclass: refuse `base_length = true` explicitly.
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(
-                f"{source}: ring {name!r}: key {key!r} must be {expected.__name__}, "
-                f"got {value!r}"
+                f"{source}: ring {name!r}: key {key!r} must be {expected.__name__}, got {value!r}"
             )
     ring = RingConfig(name=name, **table)
     if not MIN_BASE_LENGTH <= ring.base_length <= MAX_BASE_LENGTH:

@@ -30,9 +30,7 @@ def check_ring_name(name: object) -> str:
 def check_extra(extra: object) -> str:
     """The caller's prefix: printable ASCII without whitespace, at most 32 characters."""
     if not isinstance(extra, str):
-        raise InvalidInput(
-            f"invalid extra {extra!r}: must be a str (got {type(extra).__name__})"
-        )
+        raise InvalidInput(f"invalid extra {extra!r}: must be a str (got {type(extra).__name__})")
     if len(extra) > MAX_EXTRA_LENGTH:
         raise InvalidInput(
             f"invalid extra {extra!r}: {len(extra)} characters, at most {MAX_EXTRA_LENGTH}"
