@@ -1,0 +1,194 @@
+"""Private PostgreSQL and Redis servers for tests that stop or restart a server.
+
+Each runs on its own free port in a temp directory; the shared servers on 5432 and
+6379 are never touched. Both can be stopped and started again on the same port (and,
+for PostgreSQL, the same data), so a test can cut a worker off and let it recover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+
+from workers.local_redis import answers, find_redis_server, free_port
+
+PG_USER = "postgres"  # PostgreSQL refuses to run as root; tests run its tools as this user
+
+
+def _pg_bin(tool: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {tool} not found under /usr/lib/postgresql/*/bin")
+    return found[-1]
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return argv if os.geteuid() != 0 else ["runuser", "-u", PG_USER, "--", *argv]
+
+
+class PrivateRedis:
+    """A redis-server of our own (no persistence): stop() and start() on one port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="coder_ring_test_redis_")
+        self.binary = find_redis_server()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        """``redis://127.0.0.1:<port>/<db>``."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (again) and wait until it answers."""
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not answers(self.url(), timeout=0.2):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private redis on {self.port} did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kill the server (its data is gone: it keeps nothing on disk)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def client(self) -> redis.Redis[bytes]:
+        """A client on db 0."""
+        return redis.Redis.from_url(self.url())
+
+    def close(self) -> None:
+        """Stop and remove the directory."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own in a temp dir: stop() and start() keep its data."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="coder_ring_test_pg_"))
+        self.datadir = self.workdir / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, user=PG_USER)
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def url(self) -> str:
+        """URL of the ``postgres`` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (again) on the same port and wait until it accepts connections."""
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.workdir / "log"),
+                    "-o",
+                    f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: like a crash; ``fast``: clean)."""
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]),
+            check=False,
+            capture_output=True,
+        )
+
+    def answers(self) -> bool:
+        """True when the server accepts a query."""
+        engine = create_engine(self.url, connect_args={"connect_timeout": 1})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not answering"
+            return False
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        """Stop and remove the cluster."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started :class:`PrivateRedis`, closed afterwards."""
+    server = PrivateRedis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started :class:`PrivatePostgres`, closed afterwards."""
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
