@@ -1,0 +1,147 @@
+"""The rings file (config.py) and the settings from the environment (settings.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coder_ring import CoderRingError, ConfigError, RingConfig, Settings, load_rings
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "rings.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def config_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_rings(path)
+    assert isinstance(caught.value, CoderRingError)
+    message = str(caught.value)
+    assert str(path) in message, message
+    return message
+
+
+def test_the_issue_example_and_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[rings.widget]          # base_length 4 is the default
+profanity_filter = true
+
+[rings.doodad]
+base_length = 1
+pool_size = 8           # used by the worker
+
+[rings.plain]
+""",
+    )
+    assert load_rings(path) == {
+        "widget": RingConfig("widget", base_length=4, profanity_filter=True, pool_size=64),
+        "doodad": RingConfig("doodad", base_length=1, profanity_filter=False, pool_size=8),
+        "plain": RingConfig("plain", base_length=4, profanity_filter=False, pool_size=64),
+    }
+    assert load_rings(str(path)) == load_rings(path)
+
+
+def test_edge_values_are_accepted(tmp_path: Path) -> None:
+    name = "a" + "b_9" * 13  # 40 characters
+    path = write(tmp_path, f"[rings.{name}]\nbase_length = 4\npool_size = 0\n[rings.z]\n")
+    rings = load_rings(path)
+    assert rings[name] == RingConfig(name, base_length=4, pool_size=0)
+    assert rings["z"] == RingConfig("z")
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "value"),
+    [
+        ("base_lenght = 3", "base_lenght", None),
+        ("profanity = true", "profanity", None),
+        ('base_length = "4"', "base_length", "'4'"),
+        ("base_length = true", "base_length", "True"),
+        ("base_length = 4.0", "base_length", "4.0"),
+        ('profanity_filter = "yes"', "profanity_filter", "'yes'"),
+        ("profanity_filter = 1", "profanity_filter", "1"),
+        ("pool_size = 1.5", "pool_size", "1.5"),
+        ("pool_size = false", "pool_size", "False"),
+        ("base_length = 0", "base_length", "0"),
+        ("base_length = 5", "base_length", "5"),
+        ("base_length = -1", "base_length", "-1"),
+        ("pool_size = -1", "pool_size", "-1"),
+    ],
+)
+def test_bad_key_or_value_names_file_ring_and_key(
+    tmp_path: Path, body: str, key: str, value: str | None
+) -> None:
+    path = write(tmp_path, f"[rings.good]\n[rings.widget]\n{body}\n")
+    message = config_error(path)
+    assert "'widget'" in message
+    assert f"'{key}'" in message
+    if value is not None:
+        assert value in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Widget", "1widget", "wid-get", "_widget", "widget!", "", "wïdget", "a" * 41],
+)
+def test_invalid_ring_name_is_named(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, f'[rings."{name}"]\nbase_length = 2\n')
+    message = config_error(path)
+    assert repr(name) in message
+    assert "lowercase letter first" in message
+
+
+def test_duplicate_ring_table_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rings.widget]\nbase_length = 1\n[rings.widget]\nbase_length = 2\n")
+    message = config_error(path)
+    assert "widget" in message
+    assert "invalid TOML" in message
+
+
+def test_duplicate_key_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "[rings.widget]\nbase_length = 1\nbase_length = 2\n")
+    message = config_error(path)
+    assert "invalid TOML" in message
+    assert "line 3" in message
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    message = config_error(write(tmp_path, "[rings.widget\nbase_length = 1\n"))
+    assert "invalid TOML" in message
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "rings.toml"
+    path.write_bytes(b"[rings.widget]\n# \xff\xfe\n")
+    config_error(path)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    message = config_error(tmp_path / "nowhere" / "rings.toml")
+    assert "cannot read" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[ring.widget]\nbase_length = 1\n", "'ring'"),  # typo of the top-level table
+        ("rings = 3\n", "'rings'"),
+        ("[rings]\nwidget = 3\n", "'widget'"),
+    ],
+)
+def test_wrong_document_shape(tmp_path: Path, body: str, expected: str) -> None:
+    assert expected in config_error(write(tmp_path, body))
+
+
+def test_settings_from_environment(tmp_path: Path) -> None:
+    assert Settings.from_env({}) == Settings("sqlite:///coder_ring.db", Path("config/rings.toml"))
+    path = write(tmp_path, "[rings.doodad]\nbase_length = 1\n")
+    settings = Settings.from_env(
+        {"CODER_RING_DATABASE_URL": "postgresql://db/x", "CODER_RING_CONFIG": str(path)}
+    )
+    assert settings.database_url == "postgresql://db/x"
+    assert settings.config_path == path
+    assert settings.load_rings() == {"doodad": RingConfig("doodad", base_length=1)}
