@@ -129,10 +129,11 @@ class WorkerRuntime:
         self.service.close()
 
     def lose(self, seat: RingSeat) -> None:
-        """Treat ``seat`` as lost now (fenced by another holder)."""
-        if seat.valid_until:
-            seat.valid_until = 0.0
-            self.on_change()
+        """Treat ``seat`` as lost now (fenced by another holder): stop consuming and drop
+        the pool (the server already dropped it if the fenced write was its own)."""
+        seat.valid_until = 0.0
+        self.on_change()
+        if not seat.closed:
             self._transitions.submit(seat.server.deactivate, True)
 
     def _run(self) -> None:
@@ -156,7 +157,13 @@ class WorkerRuntime:
                 self._stopping.wait(self.settings.lock_ttl)
 
     def _tend(self, seat: RingSeat) -> None:
-        held = seat.holding()
+        # Held since the last tend (valid_until is 0 only once a loss was handled). A
+        # lease that lapsed before this renewal (the process was paused, or this thread
+        # starved, past the TTL) is a loss even if the renewal below succeeds: another
+        # worker may have held the ring meanwhile, so the pool is dropped and the ring
+        # claimed anew on the next tend.
+        held = seat.valid_until > 0
+        lapsed = held and not seat.holding()
         try:
             until = seat.lease.acquire_or_renew()
         except redis.RedisError as error:
@@ -165,6 +172,8 @@ class WorkerRuntime:
             until = None
         if self._stopping.is_set() or seat.closed:
             return
+        if lapsed:
+            until = None
         seat.valid_until = until or 0.0
         if until is not None and not held:
             log.info("ring %s: lock won by %s", seat.ring, self.hostname)

@@ -1,0 +1,518 @@
+"""A harness for tests that run real coder_ring worker, beat and flower processes.
+
+Typical use (see tests/test_workers.py)::
+
+    rings = write_rings(tmp_path / "rings.toml", doodad={"base_length": 1, "pool_size": 8})
+    env = worker_env(redis_url=redis_url, database_url=pg_url, rings_file=rings)
+    with ProcessGroup(tmp_path) as group, caller_app(env) as app:
+        first = group.worker("a", env, rings=["doodad"])
+        first.wait_for_lock("doodad")
+        code = get_code.delay("doodad").get(timeout=10)
+        first.kill(signal.SIGKILL)
+
+Every process a :class:`ProcessGroup` started is gone when the ``with`` block ends,
+whatever happened inside it (SIGCONT, then SIGKILL of its process group, then reaped).
+Each process writes stdout and stderr to its own log file in the group's directory;
+:meth:`ManagedProcess.log_text` reads it and a failing test's report shows the tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import redis
+
+from coder_ring.settings import Settings
+from workers.lease import holder_name
+from workers.names import lock_key, ring_queue
+from workers.settings import WorkerSettings
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CELERY = str(BIN / "celery")
+HOSTNAME = socket.gethostname()
+
+#: Short but robust timings for tests where a takeover matters.
+TEST_LOCK_TTL = 2.0
+TEST_VISIBILITY_TIMEOUT = 4.0
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------
+# Configuration
+
+
+def write_rings(path: Path | str, **rings: Mapping[str, Any]) -> Path:
+    """Write a rings file: ``write_rings(p, doodad={"base_length": 1, "pool_size": 8})``.
+
+    A ring given as ``{}`` gets the defaults (base_length 4, pool_size 64).
+    """
+    path = Path(path)
+    lines: list[str] = []
+    for name, keys in rings.items():
+        lines.append(f"[rings.{name}]")
+        for key, value in keys.items():
+            rendered = str(value).lower() if isinstance(value, bool) else repr(value)
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def worker_env(
+    *,
+    redis_url: str,
+    database_url: str,
+    rings_file: Path | str,
+    lock_ttl: float = TEST_LOCK_TTL,
+    visibility_timeout: float = TEST_VISIBILITY_TIMEOUT,
+    task_expires: float | None = None,
+    refill_interval: float | None = None,
+    broker_url: str | None = None,
+    result_backend: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
+    ``redis_url`` unless told otherwise). ``extra`` adds any other variable."""
+    env = {
+        "CODER_RING_BROKER_URL": broker_url or redis_url,
+        "CODER_RING_RESULT_BACKEND": result_backend or broker_url or redis_url,
+        "CODER_RING_REDIS_URL": redis_url,
+        "CODER_RING_DATABASE_URL": database_url,
+        "CODER_RING_CONFIG": str(rings_file),
+        "CODER_RING_LOCK_TTL": str(lock_ttl),
+        "CODER_RING_VISIBILITY_TIMEOUT": str(visibility_timeout),
+    }
+    if task_expires is not None:
+        env["CODER_RING_TASK_EXPIRES"] = str(task_expires)
+    if refill_interval is not None:
+        env["CODER_RING_REFILL_INTERVAL"] = str(refill_interval)
+    env.update(extra)
+    return env
+
+
+def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
+    """The :class:`WorkerSettings` a process started with ``env`` reads."""
+    return WorkerSettings.from_env(env)
+
+
+@contextlib.contextmanager
+def caller_app(env: Mapping[str, str] | WorkerSettings) -> Iterator[Any]:
+    """The caller side: ``workers.app.create_app(settings, set_as_current=True)``, so that
+    ``workers.tasks.get_code.delay(...)`` (a shared task) is sent through it. The rings
+    file of the settings is what ``.delay()`` validates ring names against."""
+    import workers.tasks  # noqa: F401 - registers the shared tasks with every app
+    from workers.app import create_app
+
+    settings = env if isinstance(env, WorkerSettings) else settings_from_env(env)
+    app = create_app(settings, set_as_current=True)
+    app.finalize(auto=True)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def engine_settings(env: Mapping[str, str]) -> Settings:
+    """The engine settings (database URL, rings file) of ``env``."""
+    return Settings.from_env(env)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------
+# Processes
+
+
+class ManagedProcess:
+    """A subprocess with its own log file, started in its own process group."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: Path = REPO,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = dict(env)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        #: Where this run's output starts in the log (a restart appends to the same log).
+        self.log_offset = 0
+
+    @property
+    def pid(self) -> int:
+        """The process id (the process must have been started)."""
+        assert self.popen is not None, f"{self.name} was not started"
+        return self.popen.pid
+
+    def start(self) -> ManagedProcess:
+        """Spawn the process (its stdout and stderr go to the log file, appended)."""
+        assert self.popen is None or self.popen.poll() is not None, f"{self.name} is running"
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self.log_offset = log.tell()
+            log.write(f"==== {self.kind} {self.name}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+        return self
+
+    def alive(self) -> bool:
+        """True while the process has not exited (a stopped process is alive)."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL, SIGTERM, SIGSTOP, SIGCONT...) to the process."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM (a graceful stop), then wait; returns the exit code."""
+        self.kill(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit; TimeoutError (it keeps running) if it does not."""
+        assert self.popen is not None, f"{self.name} was not started"
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.kind} {self.name} still running after {timeout} s") from None
+
+    def destroy(self) -> None:
+        """Make sure the process and anything it spawned are gone (SIGCONT, SIGKILL)."""
+        if self.popen is None:
+            return
+        for sig in (signal.SIGCONT, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                # Our own session: the process group id is the process id.
+                os.killpg(self.popen.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(10)
+
+    def log_text(self, whole: bool = False) -> str:
+        """What the current run wrote so far (``whole``: every run's output)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(0 if whole else self.log_offset)
+                return log.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0, count: int = 1) -> re.Match[str]:
+        """Wait until the log has ``count`` matches of regex ``pattern``; the last one."""
+
+        def found() -> re.Match[str] | None:
+            matches = list(re.finditer(pattern, self.log_text()))
+            if len(matches) >= count:
+                return matches[count - 1]
+            if not self.alive():
+                raise RuntimeError(
+                    f"{self.kind} {self.name} exited ({self.popen and self.popen.returncode}) "
+                    f"before logging {pattern!r}:\n{self.log_tail()}"
+                )
+            return None
+
+        try:
+            return wait_until(found, timeout, 0.05, f"{pattern!r} in {self.name}'s log")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.log_tail()}") from None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log, headed by the process's name."""
+        tail = "\n".join(self.log_text(whole=True).splitlines()[-lines:])
+        return f"---- {self.kind} {self.name} ({self.log_path}) ----\n{tail}"
+
+
+class WorkerProcess(ManagedProcess):
+    """``celery -A workers.app worker --pool threads --concurrency 1 -n NAME@host
+    --rings ...`` with ``env`` (see :func:`worker_env`)."""
+
+    kind = "worker"
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        rings: Iterable[str] = (),
+        *,
+        loglevel: str = "INFO",
+        extra_args: Iterable[str] = (),
+    ) -> None:
+        self.rings = list(rings)
+        self.hostname = f"{name}@{HOSTNAME}"
+        argv = [
+            CELERY,
+            "-A",
+            "workers.app",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "1",
+            "-n",
+            f"{name}@%h",
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        if self.rings:
+            argv += ["--rings", ",".join(self.rings)]
+        argv += list(extra_args)
+        super().__init__(name, argv, env, log_path)
+        self._redis: redis.Redis[bytes] | None = None
+
+    @property
+    def redis(self) -> redis.Redis[bytes]:
+        """A client on the locks' Redis."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.env["CODER_RING_REDIS_URL"])
+        return self._redis
+
+    def start(self) -> WorkerProcess:
+        super().start()
+        return self
+
+    def lock_token(self, ring: str) -> str | None:
+        """The current value of ``ring``'s lock key (``hostname|pid|random``), if any."""
+        value = self.redis.get(lock_key(ring))
+        return value.decode() if value is not None else None
+
+    def holds(self, ring: str) -> bool:
+        """True if ``ring``'s lock key names this very process (host name and pid)."""
+        token = self.lock_token(ring)
+        if token is None or self.popen is None:
+            return False
+        parts = token.split("|")
+        return holder_name(token) == self.hostname and len(parts) == 3 and parts[1] == str(self.pid)
+
+    def wait_for_lock(self, ring: str, timeout: float = 15.0) -> float:
+        """Wait until this worker holds ``ring``'s lock *and* consumes its queue (the log
+        says "ring X: lock won by NAME@host"); returns the seconds waited."""
+        started = time.monotonic()
+
+        def won() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log_tail()}")
+            return self.holds(ring)
+
+        try:
+            wait_until(won, timeout, 0.02, f"{self.name} to hold ring {ring!r}")
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self.log_tail()}") from None
+        remaining = max(0.5, timeout - (time.monotonic() - started))
+        self.wait_for_log(
+            rf"ring {re.escape(ring)}: lock won by {re.escape(self.hostname)}", remaining
+        )
+        return time.monotonic() - started
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait for Celery's "ready." line."""
+        self.wait_for_log(rf"{re.escape(self.hostname)} ready\.", timeout)
+
+    def tasks_received(self, task_name: str = "coder_ring.get_code", whole: bool = True) -> int:
+        """How many ``task_name`` requests this worker's log says it received (in every
+        run, or with ``whole=False`` in the current one)."""
+        pattern = rf"Task {re.escape(task_name)}\[[^\]]+\] received"
+        return len(re.findall(pattern, self.log_text(whole)))
+
+    def gave_back(self, ring: str) -> int:
+        """Codes the log says this worker gave back to ``ring`` (summed)."""
+        return sum(
+            int(n)
+            for n in re.findall(
+                rf"ring {re.escape(ring)}: gave (\d+) pooled codes back",
+                self.log_text(whole=True),
+            )
+        )
+
+    def destroy(self) -> None:
+        super().destroy()
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+
+class BeatProcess(ManagedProcess):
+    """``celery -A workers.app beat`` with its schedule file in ``schedule_dir``."""
+
+    kind = "beat"
+
+    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, schedule: Path):
+        argv = [
+            CELERY,
+            "-A",
+            "workers.app",
+            "beat",
+            "--schedule",
+            str(schedule),
+            "--loglevel",
+            "INFO",
+            "--pidfile=",
+        ]
+        super().__init__(name, argv, env, log_path)
+
+
+class FlowerProcess(ManagedProcess):
+    """``celery -A workers.app flower`` on 127.0.0.1:``port`` with the API unlocked."""
+
+    kind = "flower"
+
+    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, port: int):
+        self.port = port
+        argv = [
+            CELERY,
+            "-A",
+            "workers.app",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+            "--persistent=False",
+        ]
+        super().__init__(name, argv, {**env, "FLOWER_UNAUTHENTICATED_API": "true"}, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class ProcessGroup:
+    """Starts processes and guarantees they are all gone at the end of the ``with``.
+
+    ``directory`` holds each process's log (``<name>.log``). On exit every process's
+    group is sent SIGCONT (so that a SIGSTOPped process is not left stopped if SIGKILL
+    is refused), then SIGKILL, and the process is reaped. When the block raised, the
+    tail of every log is printed (pytest shows it with the failure).
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.processes: list[ManagedProcess] = []
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        if error is not None:
+            for process in self.processes:
+                print(process.log_tail(60))  # pytest shows it with the failure
+        self.close()
+
+    def close(self) -> None:
+        """SIGCONT + SIGKILL + reap every process started here."""
+        for process in self.processes:
+            process.destroy()
+
+    def _log(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def add(self, process: ManagedProcess, start: bool = True) -> ManagedProcess:
+        """Track ``process`` (and start it unless told not to)."""
+        self.processes.append(process)
+        if start:
+            process.start()
+        return process
+
+    def worker(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        rings: Iterable[str] = (),
+        start: bool = True,
+        **kwargs: Any,
+    ) -> WorkerProcess:
+        """A :class:`WorkerProcess` named ``name`` (hostname ``name@host``)."""
+        process = WorkerProcess(name, env, self._log(name), rings, **kwargs)
+        self.add(process, start)
+        return process
+
+    def beat(self, env: Mapping[str, str], name: str = "beat") -> BeatProcess:
+        """A started :class:`BeatProcess` (schedule file in the group's directory)."""
+        process = BeatProcess(name, env, self._log(name), self.directory / f"{name}-schedule")
+        self.add(process)
+        return process
+
+    def flower(
+        self, env: Mapping[str, str], port: int | None = None, name: str = "flower"
+    ) -> FlowerProcess:
+        """A started :class:`FlowerProcess` on ``port`` (a free one by default)."""
+        process = FlowerProcess(name, env, self._log(name), port or free_port())
+        self.add(process)
+        return process
+
+
+# --------------------------------------------------------------------------------------
+# Broker inspection
+
+
+def queue_length(redis_url: str, ring: str) -> int:
+    """Messages waiting in ``coder_ring.<ring>`` (Redis transport: a list, plus the
+    priority sub-lists kombu may use)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        names = [ring_queue(ring)] + [
+            key.decode()
+            for key in client.keys(f"{ring_queue(ring)}\x06\x16*")  # kombu priority lists
+        ]
+        return sum(int(client.llen(name)) for name in names)
+    finally:
+        client.close()
+
+
+def lock_holder(redis_url: str, ring: str) -> str | None:
+    """The hostname of ``ring``'s lock holder, if any."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return holder_name(client.get(lock_key(ring)))
+    finally:
+        client.close()
