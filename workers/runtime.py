@@ -145,16 +145,20 @@ class WorkerRuntime:
             self._stopping.wait(period)
 
     def _prepare(self) -> None:
-        # Fill empty rings before competing for any lock, so that holding a lock never
-        # waits on a fill (a fill of 32^4 codes takes about a second).
-        while not self._stopping.is_set():
+        # Fill empty rings before competing for any lock, so that holding a lock rarely
+        # waits on a fill (32^4 codes take about a second). A failure here (database
+        # down, ring shape changed) must not keep the worker from serving: it takes its
+        # locks anyway and callers get the error until it is fixed.
+        try:
+            self.service.migrate()
+        except CoderRingError as error:
+            log.error("cannot migrate the database: %s", error)
+            return
+        for ring in self.seats:
             try:
-                self.service.migrate()
-                self.service.populate(self.seats)
-                return
+                self.service.populate([ring])
             except CoderRingError as error:
-                log.error("cannot prepare rings (retrying): %s", error)
-                self._stopping.wait(self.settings.lock_ttl)
+                log.error("ring %s: cannot populate: %s", ring, error)
 
     def _tend(self, seat: RingSeat) -> None:
         # Held since the last tend (valid_until is 0 only once a loss was handled). A
