@@ -5,6 +5,7 @@ through the workers. This module only parses and calls.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -53,30 +54,56 @@ def get_through_celery(
     """``coder-ring get`` without --direct: ask the worker serving ``ring``."""
     from celery.exceptions import TimeoutError as CeleryTimeout
     from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
 
-    from workers.tasks import get_code, get_codes
+    from workers.tasks import BrokerUnreachable, get_code, get_codes
 
     celery = celery_app(app)
     wait = timeout or DEFAULT_GET_TIMEOUT
+    pending: list[Any] = []
+
+    def ask(task: Any, *args: Any, **kwargs: Any) -> Any:
+        result = task.delay(*args, **kwargs)
+        pending.append(result)
+        return result.get(timeout=wait)
+
     try:
         codes: list[str] = []
         if bump:
-            codes.append(get_code.delay(ring, extra=extra, bump=True).get(timeout=wait))
+            codes.append(ask(get_code, ring, extra=extra, bump=True))
             count -= 1
         if count == 1:
-            codes.append(get_code.delay(ring, extra=extra).get(timeout=wait))
+            codes.append(ask(get_code, ring, extra=extra))
         elif count > 1:
-            codes += get_codes.delay(ring, count, extra=extra).get(timeout=wait)
+            codes += ask(get_codes, ring, count, extra=extra)
         return codes
     except CeleryTimeout:
         raise CliError(
             f"no worker answered for ring {ring!r} within {wait:g} s; is one running? "
             f"(coder-ring worker {ring})"
         ) from None
+    except BrokerUnreachable as error:  # names the broker or result backend already
+        raise StoreUnavailable(str(error)) from None
     except OperationalError as error:
         raise StoreUnavailable(
-            f"cannot reach the broker {celery.conf.broker_url}: {error}"
+            f"cannot reach the broker {maybe_sanitize_url(celery.conf.broker_url)}: {error}"
         ) from None
+    except RuntimeError as error:
+        # The Redis result backend lost while waiting (it gave up reconnecting).
+        if not isinstance(error.__cause__, celery.backend.connection_errors):
+            raise
+        raise StoreUnavailable(
+            f"lost the result backend {maybe_sanitize_url(celery.conf.result_backend)} "
+            f"while waiting for ring {ring!r}: {error.__cause__}"
+        ) from None
+    finally:
+        # Stop waiting for results now: left to the garbage collector, an unanswered
+        # result unsubscribes while the interpreter shuts down and prints a traceback.
+        for result in pending:
+            with contextlib.suppress(Exception):
+                result.backend.remove_pending_result(result)
+            result.backend = None
+        celery.close()
 
 
 def status_extras(app: AppContext, statuses: Sequence[RingStatus]) -> Mapping[str, StatusExtras]:
