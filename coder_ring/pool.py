@@ -14,12 +14,16 @@ with one compare-and-set (nothing lost); a crash loses at most the pool.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
-from coder_ring.errors import CoderRingError, Fenced
+from coder_ring.errors import CoderRingError, Fenced, StoreUnavailable
 from coder_ring.service import RingService
 from coder_ring.store import RingRecord
+from coder_ring.validation import check_bump, check_count, check_extra
+
+log = logging.getLogger("coder_ring.pool")
 
 
 class NotHolding(CoderRingError):
@@ -83,21 +87,29 @@ class RingServer:
         return codes if returned else 0
 
     def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
-        """``count`` codes, served from the pool where RING.md allows it."""
+        """``count`` codes, served from the pool where RING.md allows it.
+
+        Bad arguments are refused before the pool is touched, and a failed draw leaves
+        the pool as it was: an error changes nothing.
+        """
+        check_count(count)
+        check_extra(extra)
+        check_bump(bump)
         with self._mutex:
             record = self._holding()
             if bump or extra != record.extra:
                 # A new cycle or a new extra: the pooled codes belong to the old one and
                 # are dropped, never handed out; the draw goes straight to the ring.
-                self._pool.clear()
                 codes = self._draw(count, extra=extra, bump=bump)
+                self._pool.clear()
             elif count <= len(self._pool):
                 codes = [self._pool.popleft() for _ in range(count)]
             else:
-                codes = list(self._pool)
+                # Draw the rest first: if that fails, the pooled codes stay pooled.
+                rest = self._draw(count - len(self._pool), extra=extra)
+                codes = [*self._pool, *rest]
                 self._pool.clear()
-                codes += self._draw(count - len(codes), extra=extra)
-            self._top_up(only_below_half=True)
+            self._top_up_after_serving()
             return codes
 
     def get_code(self, extra: str = "", bump: bool = False) -> str:
@@ -146,6 +158,16 @@ class RingServer:
             raise
         self._record = drawn.record
         return drawn.codes
+
+    def _top_up_after_serving(self) -> None:
+        # The codes in hand are committed as issued: a top-up that fails because the
+        # database is down must not keep them from the caller, or they would be lost.
+        # The next request draws (and reports the failure) once the pool runs dry.
+        # Fenced still propagates: the ring was taken over and the caller must know.
+        try:
+            self._top_up(only_below_half=True)
+        except StoreUnavailable as error:
+            log.warning("ring %s: pool top-up failed: %s", self.name, error)
 
     def _top_up(self, only_below_half: bool = False) -> int:
         record = self._holding()

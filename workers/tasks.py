@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from coder_ring.errors import Fenced, UnknownRing
 from coder_ring.pool import NotHolding, RingServer
@@ -54,7 +56,35 @@ class RingTask(Task):  # type: ignore[misc]
             check_count(arguments["count"])
         options.setdefault("queue", ring_queue(ring))
         options.setdefault("expires", self.app.coder_ring_settings.task_expires)
-        return super().apply_async(args, kwargs, **options)
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except OperationalError as error:
+            raise BrokerUnreachable(
+                f"cannot reach the broker {_url(self.app.conf.broker_url)} "
+                f"(nothing was sent): {error}"
+            ) from error
+        except RuntimeError as error:
+            # The Redis result backend subscribes before the message is published; when
+            # it cannot connect within its retry policy it raises a bare RuntimeError
+            # ("the Celery application must be restarted", which is not so: the next
+            # call connects again). Report it as the connection error it is.
+            cause = error.__cause__
+            if cause is None or not isinstance(cause, self.backend.connection_errors):
+                raise
+            raise BrokerUnreachable(
+                f"cannot reach the result backend {_url(self.app.conf.result_backend)} "
+                f"(nothing was sent): {cause}"
+            ) from cause
+
+
+class BrokerUnreachable(OperationalError):
+    """A ring task could not be sent: the broker or the result backend is unreachable.
+    The message names which, by URL (without password)."""
+
+
+def _url(url: object) -> str:
+    """``url`` without its password, for error messages."""
+    return str(maybe_sanitize_url(str(url)))
 
 
 def _runtime(task: Task) -> WorkerRuntime:
