@@ -16,32 +16,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
 
 import click
 from rich import box
-from rich.console import Console, JustifyMethod
-from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from coder_ring import __version__
 from coder_ring.alphabet import ALPHABET
+from coder_ring.cli_support import (
+    EXIT_ERROR,
+    NO_VALUE,
+    STATUS_COLUMNS,
+    AppContext,
+    CeleryGet,
+    CliError,
+    RingGroup,
+    StatusExtras,
+    StatusHook,
+    app_context,
+    cell,
+    confirm,
+    fill_progress,
+    one_line,
+    out_console,
+    print_table,
+)
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError
-from coder_ring.service import ProgressFactory, RingService, RingStatus
+from coder_ring.service import RingStatus
 from coder_ring.settings import (
     CONFIG_PATH_ENV,
     DATABASE_URL_ENV,
@@ -50,202 +54,32 @@ from coder_ring.settings import (
     Settings,
 )
 from coder_ring.sql_store import SqlStore
-from coder_ring.store import ProgressCallback
 from coder_ring.validation import check_count, check_extra, check_ring_name
 
+__all__ = [
+    "CELERY_GET",
+    "EXIT_ERROR",
+    "STATUS_EXTRAS",
+    "AppContext",
+    "CliError",
+    "StatusExtras",
+    "app_context",
+    "cli",
+    "fill_progress",
+    "main",
+    "out_console",
+]
+
 PROG_NAME = "coder-ring"
-#: Exit code of a :class:`CoderRingError` (and of a refused confirmation).
-EXIT_ERROR = 1
 #: Alembic's version table, as named in ``coder_ring/migrations/env.py``.
 MIGRATION_VERSION_TABLE = "coder_ring_alembic_version"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-#: Shown in status columns that have no value (or no hook to give one).
-NO_VALUE = "-"
-#: Widest table printed into a pipe or a file (a terminal's width is respected).
-MAX_PIPE_WIDTH = 1000
 
-
-# --------------------------------------------------------------------------------------
-# What one invocation works on, and the hooks the Celery layer registers.
-
-
-@dataclass
-class AppContext:
-    """The settings of one invocation (env, overridden by the global options), and the
-    store and service built from them on first use. ``ctx.obj`` of every command."""
-
-    settings: Settings
-    _store: SqlStore | None = field(default=None, repr=False)
-    _service: RingService | None = field(default=None, repr=False)
-
-    def store(self) -> SqlStore:
-        """The store on ``settings.database_url`` (does not need the rings file)."""
-        if self._store is None:
-            self._store = SqlStore(self.settings.database_url)
-        return self._store
-
-    def service(self) -> RingService:
-        """The engine, serving the rings of ``settings.config_path``."""
-        if self._service is None:
-            rings = self.settings.load_rings()
-            self._service = RingService(self.store(), rings)
-        return self._service
-
-    def close(self) -> None:
-        """Release the database connections, if any were opened."""
-        if self._store is not None:
-            self._store.dispose()
-
-
-class CeleryGet(Protocol):
-    """How ``coder-ring get`` (without ``--direct``) obtains codes through Celery.
-
-    Called with arguments already checked: ``ring`` is a well-formed ring name (whether it
-    is configured is for the hook, or the worker, to say), ``count`` is in 1..10,000 and
-    ``extra`` is a valid prefix. ``timeout`` is ``--timeout`` in seconds (None when not
-    given). Returns the codes in issue order; raises a ``CoderRingError`` (one ``error:``
-    line) for anything that went wrong.
-    """
-
-    def __call__(
-        self,
-        app: AppContext,
-        ring: str,
-        count: int,
-        *,
-        extra: str,
-        bump: bool,
-        timeout: float | None,
-    ) -> Sequence[str]: ...
-
-
-@dataclass(frozen=True)
-class StatusExtras:
-    """The Celery layer's columns of one ring in ``status`` (None shows as ``-``)."""
-
-    lock_holder: str | None = None
-    pool: str | int | None = None
-
-
-#: ``(app, statuses) -> {ring name: StatusExtras}``; rings left out show ``-``.
-StatusHook = Callable[[AppContext, Sequence[RingStatus]], Mapping[str, StatusExtras]]
 
 #: Set by the Celery layer: serves ``get`` without ``--direct``. None: only ``--direct``.
 CELERY_GET: CeleryGet | None = None
 #: Set by the Celery layer: the lock holder and pool of each ring, for ``status``.
 STATUS_EXTRAS: StatusHook | None = None
-
-
-# --------------------------------------------------------------------------------------
-# Errors: one line on stderr, no traceback.
-
-
-class CliError(click.ClickException):
-    """Ends the command with ``error: <message>`` on stderr and ``exit_code``."""
-
-    exit_code = EXIT_ERROR
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {one_line(self.format_message())}", err=True)
-
-
-class CliUsageError(CliError):
-    """A usage error (bad option value, unknown command...), as one ``error:`` line."""
-
-    exit_code = 2
-
-
-def one_line(message: str) -> str:
-    """``message`` with its lines joined (an error is reported on exactly one line)."""
-    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
-
-
-def _usage_error(error: click.UsageError) -> click.ClickException:
-    # Click 8.2+ shows the help (not an error) for a group called without a command.
-    if type(error).__name__ == "NoArgsIsHelpError":
-        return error
-    hint = ""
-    if error.ctx is not None:
-        hint = f" (see '{error.ctx.command_path} --help')"
-    message = error.format_message()
-    return CliUsageError(message[:1].lower() + message[1:] + hint)
-
-
-class RingGroup(click.Group):
-    """A click group whose commands, and those the Celery layer adds, report engine and
-    usage errors as one ``error:`` line instead of a traceback or a usage block."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as error:
-            raise _usage_error(error) from None
-        except CoderRingError as error:
-            raise CliError(str(error)) from None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as error:
-            raise _usage_error(error) from None
-        except CoderRingError as error:
-            raise CliError(str(error)) from None
-
-
-# --------------------------------------------------------------------------------------
-# Output helpers.
-
-
-def out_console() -> Console:
-    """Rich console on stdout (tables, summaries)."""
-    return Console(highlight=False)
-
-
-def err_console() -> Console:
-    """Rich console on stderr (progress bars, so stdout stays parseable)."""
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def fill_progress() -> Iterator[ProgressFactory]:
-    """A rich progress display on stderr, and a factory of one bar per ring filled.
-
-    The display starts on the first report, so an already filled ring shows nothing.
-    """
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("codes"),
-        TimeElapsedColumn(),
-        console=err_console(),
-    )
-    started: list[bool] = []
-
-    def factory(ring: RingConfig) -> ProgressCallback:
-        task: list[TaskID] = []
-
-        def report(done: int, total: int) -> None:
-            if not started:
-                progress.start()
-                started.append(True)
-            if not task:
-                task.append(progress.add_task(f"filling {ring.name}", total=total))
-            progress.update(task[0], completed=done, total=total)
-
-        return report
-
-    try:
-        yield factory
-    finally:
-        if started:
-            progress.stop()
 
 
 def _shape(base_length: int, profanity_filter: bool) -> str:
@@ -258,15 +92,6 @@ def _written(ring: RingConfig, rows: int) -> str:
     if ring.profanity_filter:
         message += f" ({left_out:,} left out by the profanity filter)"
     return message
-
-
-def _app(ctx: click.Context) -> AppContext:
-    app = ctx.find_object(AppContext)
-    if app is None:  # a command invoked outside the group
-        app = AppContext(Settings.from_env())
-        ctx.obj = app
-        ctx.call_on_close(app.close)
-    return app
 
 
 # --------------------------------------------------------------------------------------
@@ -316,7 +141,7 @@ def migrate(ctx: click.Context) -> None:
     """
     from alembic.script import ScriptDirectory
 
-    store = _app(ctx).store()
+    store = app_context(ctx).store()
     where = store.engine.url.render_as_string(hide_password=True)
     before = _schema_revision(store)
     store.migrate()
@@ -356,7 +181,7 @@ def populate(ctx: click.Context, rings: tuple[str, ...]) -> None:
     fill leaves nothing behind and the next populate does it again. Progress bars go to
     stderr, one line per ring to stdout.
     """
-    app = _app(ctx)
+    app = app_context(ctx)
     service = app.service()
     chosen = service.select(rings)
     if not chosen:
@@ -417,7 +242,7 @@ def get(
     With --direct the codes are drawn here, straight from the database. Without it they
     come from a Celery worker serving RING (needs the worker layer).
     """
-    app = _app(ctx)
+    app = app_context(ctx)
     if direct:
         codes: Sequence[str] = app.service().get_codes(ring, count, extra=extra, bump=bump)
     else:
@@ -448,7 +273,7 @@ def status(ctx: click.Context, rings: tuple[str, ...], as_json: bool) -> None:
     (fencing counter), whether the table is filled, and, from the worker layer, the lock
     holder and the worker's pool ("-" without it).
     """
-    app = _app(ctx)
+    app = app_context(ctx)
     service = app.service()
     statuses = [service.status(ring.name) for ring in service.select(rings)]
     extras = _status_extras(app, statuses)
@@ -484,40 +309,10 @@ def status(ctx: click.Context, rings: tuple[str, ...], as_json: bool) -> None:
             state.extra or NO_VALUE,
             str(state.epoch),
             "yes" if state.filled else "no",
-            _cell(more.lock_holder),
-            _cell(more.pool),
+            cell(more.lock_holder),
+            cell(more.pool),
         )
     print_table(table)
-
-
-#: The status table's headers and their alignment.
-STATUS_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
-    ("ring", "left"),
-    ("base\nlength", "right"),
-    ("total", "right"),
-    ("remaining\nin cycle", "right"),
-    ("percent\nused", "right"),
-    ("cycle", "right"),
-    ("uniquizer", "left"),
-    ("extra", "left"),
-    ("epoch", "right"),
-    ("filled", "left"),
-    ("lock\nholder", "left"),
-    ("pool", "left"),
-)
-
-
-def print_table(table: Table) -> None:
-    """Print ``table`` on stdout; into a pipe or file at its natural width, not 80 columns."""
-    console = out_console()
-    if not console.is_terminal:
-        options = console.options.update_width(MAX_PIPE_WIDTH)
-        console.width = max(console.width, Measurement.get(console, options, table).maximum)
-    console.print(table)
-
-
-def _cell(value: str | int | None) -> str:
-    return NO_VALUE if value is None or value == "" else str(value)
 
 
 def _status_extras(app: AppContext, statuses: Sequence[RingStatus]) -> Mapping[str, StatusExtras]:
@@ -532,20 +327,6 @@ def _status_extras(app: AppContext, statuses: Sequence[RingStatus]) -> Mapping[s
         return {}
 
 
-def _confirm(question: str, refused: str) -> None:
-    """Ask ``question``; end the command (exit 1) with ``refused`` unless answered yes."""
-    try:
-        answered = click.confirm(question, default=False, err=True)
-        if sys.stdin is None or not sys.stdin.isatty():
-            click.echo(err=True)  # a piped answer is not echoed: end the prompt's line
-    except click.Abort:  # no answer (end of input, Ctrl-C)
-        answered = False
-        click.echo(err=True)
-    if not answered:
-        click.echo(f"aborted: {refused}", err=True)
-        raise click.exceptions.Exit(EXIT_ERROR)
-
-
 @cli.command()
 @click.argument("ring")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -557,10 +338,10 @@ def reset(ctx: click.Context, ring: str, yes: bool) -> None:
     which fences its current holder (a worker must claim it again). Asks for confirmation
     unless --yes.
     """
-    service = _app(ctx).service()
+    service = app_context(ctx).service()
     service.ring(ring)
     if not yes:
-        _confirm(
+        confirm(
             f"Reset ring {ring!r}? It starts over at the first cycle and may repeat codes "
             "issued before the reset.",
             f"ring {ring!r} was not reset",
@@ -583,7 +364,7 @@ def rebuild(ctx: click.Context, ring: str, yes: bool) -> None:
     code table is filled anew and the first cycle starts over, so codes issued before may
     be issued again. Asks for confirmation unless --yes.
     """
-    app = _app(ctx)
+    app = app_context(ctx)
     service = app.service()
     config = service.ring(ring)
     stored = app.store().record(ring)
@@ -593,7 +374,7 @@ def rebuild(ctx: click.Context, ring: str, yes: bool) -> None:
             if stored is not None and stored.filled
             else "not filled yet"
         )
-        _confirm(
+        confirm(
             f"Rebuild ring {ring!r} ({now}) with "
             f"{_shape(config.base_length, config.profanity_filter)}? "
             "Its table is filled anew and it starts over at the first cycle; codes issued "

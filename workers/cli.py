@@ -152,7 +152,7 @@ def worker(
 
     celery -A workers.app worker --pool threads --concurrency 1 --rings RING,...
     """
-    app = engine_cli._app(ctx)
+    app = engine_cli.app_context(ctx)
     if bool(rings) == all_rings:
         raise CliError("name the rings to serve, or pass --all (not both)")
     service = app.service()
@@ -183,7 +183,7 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
     """Run Celery beat: sends `refill` to every configured ring each
     CODER_RING_REFILL_INTERVAL seconds. Same as: celery -A workers.app beat
     """
-    app = engine_cli._app(ctx)
+    app = engine_cli.app_context(ctx)
     app.service()  # the rings file must be valid before beat starts
     path = schedule or str(Path(tempfile.mkdtemp(prefix="coder_ring_beat_")) / "schedule")
     celery_app(app).start(["beat", f"--loglevel={loglevel}", f"--schedule={path}"])
@@ -223,7 +223,7 @@ def bench(ctx: click.Context, quick: bool, output: str) -> None:
     original CoderRing's SQL as the baseline. Uses CODER_RING_* URLs (see README)."""
     from workers.bench import run_bench
 
-    app = engine_cli._app(ctx)
+    app = engine_cli.app_context(ctx)
     run_bench(
         quick=quick,
         output_dir=Path(output),
