@@ -158,16 +158,19 @@ def worker(
     service = app.service()
     for ring in rings:
         service.ring(ring)  # UnknownRing names the configured rings
-    argv = [
-        "worker",
-        "--pool=threads",
-        "--concurrency=1",
-        f"--loglevel={loglevel}",
-        f"--rings={','.join(rings) or 'all'}",
-    ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    celery_app(app).worker_main(argv)
+    from celery.utils.nodenames import default_nodename, host_format
+
+    # Started in-process rather than through Celery's command line, which loads every
+    # command plugin (flower, click-repl...): about 17 MB less resident memory.
+    worker_process = celery_app(app).Worker(
+        pool="threads",
+        concurrency=1,
+        loglevel=loglevel,
+        hostname=host_format(default_nodename(hostname)),
+        rings=",".join(rings) or "all",
+    )
+    worker_process.start()
+    raise SystemExit(worker_process.exitcode)
 
 
 @cli.command()
