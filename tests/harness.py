@@ -309,10 +309,10 @@ class WorkerProcess(ManagedProcess):
             argv += ["--rings", ",".join(self.rings)]
         argv += list(extra_args)
         super().__init__(name, argv, env, log_path)
-        self._redis: redis.Redis[bytes] | None = None
+        self._redis: redis.Redis | None = None
 
     @property
-    def redis(self) -> redis.Redis[bytes]:
+    def redis(self) -> redis.Redis:
         """A client on the locks' Redis."""
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.env["CODER_RING_REDIS_URL"])

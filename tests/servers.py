@@ -81,7 +81,7 @@ class PrivateRedis:
             self.process.wait()
         self.process = None
 
-    def client(self) -> redis.Redis[bytes]:
+    def client(self) -> redis.Redis:
         """A client on db 0."""
         return redis.Redis.from_url(self.url())
 

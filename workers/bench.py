@@ -121,7 +121,7 @@ def _redis_cleanup(settings: WorkerSettings, ring: str, task_ids: list[str]) -> 
         ):
             if not url.startswith(("redis://", "rediss://")):
                 continue
-            client: redis.Redis[bytes] = redis.Redis.from_url(url)
+            client: redis.Redis = redis.Redis.from_url(url)
             try:
                 keys += [key.decode() for key in client.scan_iter(match=f"*{ring}*")]
                 for start in range(0, len(keys), 1000):

@@ -99,7 +99,7 @@ class BenchWorker:
 
     def wait_holding(self, timeout: float = READY_TIMEOUT) -> None:
         """Return once the worker holds the ring's lock; WorkerFailed if it dies or times out."""
-        client: redis.Redis[bytes] = redis.Redis.from_url(self.redis_url)
+        client: redis.Redis = redis.Redis.from_url(self.redis_url)
         key = lock_key(self.ring)
         marker = f"|{self.pid}|".encode()
         deadline = time.monotonic() + timeout

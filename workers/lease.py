@@ -49,7 +49,7 @@ def holder_name(token: str | bytes | None) -> str | None:
 class Lease:
     """This process's claim on one ring's lock."""
 
-    def __init__(self, client: redis.Redis[bytes], ring: str, token: str, ttl: float) -> None:
+    def __init__(self, client: redis.Redis, ring: str, token: str, ttl: float) -> None:
         self.client = client
         self.key = lock_key(ring)
         self.token = token
@@ -73,6 +73,6 @@ class Lease:
         return bool(self._release(keys=[self.key], args=[self.token]))
 
 
-def current_holder(client: redis.Redis[bytes], ring: str) -> str | None:
+def current_holder(client: redis.Redis, ring: str) -> str | None:
     """Hostname of the worker holding ``ring``'s lock, if any."""
     return holder_name(client.get(lock_key(ring)))
