@@ -103,7 +103,7 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # A holder frozen inside a draw (SIGSTOP, GC pause) must not keep the ring's row
     # locked for ever: the server aborts its transaction and the next holder claims.
     with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET idle_in_transaction_session_timeout = '10s'")
+        cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
     dbapi_connection.commit()
 
 

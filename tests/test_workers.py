@@ -264,7 +264,7 @@ def test_a_paused_holder_never_hands_out_a_duplicate(
         lock_after = time.monotonic() - stopped
         # The standby serves while the holder is stopped. If the holder was stopped inside
         # a transaction, the standby's claim waits for PostgreSQL to end that session
-        # (idle_in_transaction_session_timeout, 10 s).
+        # (idle_in_transaction_session_timeout, 5 s).
         codes.append(task.delay(RING).get(timeout=20))
         served_after = time.monotonic() - stopped
         print(f"takeover of a stopped holder: lock {lock_after:.2f} s, code {served_after:.2f} s")
