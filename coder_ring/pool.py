@@ -86,11 +86,15 @@ class RingServer:
             return 0  # unreachable database: the codes are lost, never repeated
         return codes if returned else 0
 
-    def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
+    def get_codes(
+        self, count: int, extra: str = "", bump: bool = False, *, top_up: bool = True
+    ) -> list[str]:
         """``count`` codes, served from the pool where RING.md allows it.
 
         Bad arguments are refused before the pool is touched, and a failed draw leaves
-        the pool as it was: an error changes nothing.
+        the pool as it was: an error changes nothing. With ``top_up=False`` the pool is
+        not topped up here; the caller does it with :meth:`top_up_if_low` once the codes
+        are on their way (so no request waits for a refill).
         """
         check_count(count)
         check_extra(extra)
@@ -109,12 +113,24 @@ class RingServer:
                 rest = self._draw(count - len(self._pool), extra=extra)
                 codes = [*self._pool, *rest]
                 self._pool.clear()
-            self._top_up_after_serving()
+            if top_up:
+                self._top_up_after_serving()
             return codes
 
-    def get_code(self, extra: str = "", bump: bool = False) -> str:
+    def get_code(self, extra: str = "", bump: bool = False, *, top_up: bool = True) -> str:
         """One code (see :meth:`get_codes`)."""
-        return self.get_codes(1, extra, bump)[0]
+        return self.get_codes(1, extra, bump, top_up=top_up)[0]
+
+    def top_up_if_low(self) -> None:
+        """Top the pool up if it is below half; errors are logged, never raised (a
+        fenced or failed draw is met again, and reported, by the next request)."""
+        with self._mutex:
+            if self._record is None:
+                return
+            try:
+                self._top_up_after_serving()
+            except CoderRingError as error:
+                log.warning("ring %s: pool top-up failed: %s", self.name, error)
 
     def refill(self) -> int:
         """Top the pool up to ``pool_size`` (beat's periodic refill); returns codes drawn."""

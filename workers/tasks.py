@@ -114,16 +114,29 @@ def serve(task: Task, ring: str, action: Callable[[RingServer], T]) -> T:
         raise Reject(f"ring {ring!r} was taken over", requeue=True) from None
 
 
-@shared_task(base=RingTask, bind=True, name=TASK_GET_CODE)  # type: ignore[untyped-decorator]
+class ServingTask(RingTask):
+    """A ring task that hands out codes. The pool is topped up after the result was
+    sent (Celery runs ``after_return`` after storing it), so no caller waits for it."""
+
+    def after_return(  # noqa: PLR0917 - Celery's signature
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        runtime: WorkerRuntime | None = self.app.coder_ring_runtime
+        ring = args[0] if args else (kwargs or {}).get("ring")
+        if runtime is not None and ring in runtime.seats:
+            runtime.seats[ring].server.top_up_if_low()
+
+
+@shared_task(base=ServingTask, bind=True, name=TASK_GET_CODE)  # type: ignore[untyped-decorator]
 def get_code(self: Task, ring: str, extra: str = "", bump: bool = False) -> str:
     """One code of ``ring`` (``extra`` prefix; ``bump`` starts a new cycle)."""
-    return serve(self, ring, lambda server: server.get_code(extra, bump))
+    return serve(self, ring, lambda server: server.get_code(extra, bump, top_up=False))
 
 
-@shared_task(base=RingTask, bind=True, name=TASK_GET_CODES)  # type: ignore[untyped-decorator]
+@shared_task(base=ServingTask, bind=True, name=TASK_GET_CODES)  # type: ignore[untyped-decorator]
 def get_codes(self: Task, ring: str, count: int, extra: str = "") -> list[str]:
     """``count`` codes (1 to 10,000) of ``ring``, in one database transaction at most."""
-    return serve(self, ring, lambda server: server.get_codes(count, extra))
+    return serve(self, ring, lambda server: server.get_codes(count, extra, top_up=False))
 
 
 @shared_task(base=RingTask, bind=True, name=TASK_RESET)  # type: ignore[untyped-decorator]
