@@ -16,6 +16,7 @@ from coder_ring.errors import (
     RingNotReady,
     SchemaMissing,
     StoreUnavailable,
+    Superseded,
     UnknownRing,
 )
 from coder_ring.service import RingService, RingStatus
@@ -37,6 +38,7 @@ __all__ = [
     "Settings",
     "SqlStore",
     "StoreUnavailable",
+    "Superseded",
     "UnknownRing",
     "load_rings",
     "uniquizer",

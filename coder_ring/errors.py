@@ -56,3 +56,8 @@ class Fenced(CoderRingError):
 
     Nothing was written. The caller must stop serving the ring.
     """
+
+
+class Superseded(CoderRingError):
+    """A draw expected the ring at a version it is no longer at (something else wrote
+    since the caller last saw it). Nothing was written."""

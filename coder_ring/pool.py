@@ -14,11 +14,13 @@ with one compare-and-set (nothing lost); a crash loses at most the pool.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from coder_ring.errors import CoderRingError, Fenced, StoreUnavailable
+from coder_ring.errors import CoderRingError, Fenced, StoreUnavailable, Superseded
 from coder_ring.service import RingService
 from coder_ring.store import RingRecord
 from coder_ring.validation import check_bump, check_count, check_extra
@@ -39,6 +41,8 @@ class RingServer:
         self.name = name
         self.pool_size = ring.pool_size if pool_size is None else pool_size
         self._mutex = threading.Lock()
+        self._refiller: ThreadPoolExecutor | None = None
+        self._refill: Future[None] | None = None
         self._pool: deque[str] = deque()
         # The ring's row as of this server's last committed write (None: not holding).
         self._record: RingRecord | None = None
@@ -59,6 +63,7 @@ class RingServer:
 
         With ``if_inactive`` a server that already holds its epoch keeps it.
         """
+        self.settle()
         with self._mutex:
             if if_inactive and self._record is not None:
                 return self._record
@@ -72,6 +77,7 @@ class RingServer:
     def deactivate(self, give_back: bool = True) -> int:
         """Stop serving: drop the pool, giving its codes back to the ring when
         ``give_back`` and nothing else wrote since. Returns the codes given back."""
+        self.settle()  # a background top-up lands in the pool first, then goes back with it
         with self._mutex:
             record, codes = self._record, len(self._pool)
             self._pool.clear()
@@ -99,6 +105,9 @@ class RingServer:
         check_count(count)
         check_extra(extra)
         check_bump(bump)
+        if len(self._pool) < count:
+            # A draw now would supersede a top-up in flight and lose its codes: wait.
+            self.settle()
         with self._mutex:
             record = self._holding()
             if bump or extra != record.extra:
@@ -122,24 +131,82 @@ class RingServer:
         return self.get_codes(1, extra, bump, top_up=top_up)[0]
 
     def top_up_if_low(self) -> None:
-        """Top the pool up if it is below half; errors are logged, never raised (a
-        fenced or failed draw is met again, and reported, by the next request)."""
+        """Top the pool up in the background if it is below half; returns at once.
+
+        The draw runs outside the serving mutex, so requests go on being served from the
+        pool meanwhile. Its codes join the pool only if nothing else wrote to the ring
+        since it started; otherwise they are dropped (issued, so lost, never repeated).
+        Errors are logged: the next request meets them again and reports them.
+        """
         with self._mutex:
-            if self._record is None:
+            if self._record is None or self._refilling() or len(self._pool) * 2 >= self.pool_size:
                 return
-            try:
-                self._top_up_after_serving()
-            except CoderRingError as error:
-                log.warning("ring %s: pool top-up failed: %s", self.name, error)
+            if self._refiller is None:
+                self._refiller = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
+            self._refill = self._refiller.submit(self._refill_in_background)
+
+    def _refilling(self) -> bool:
+        pending = self._refill
+        return pending is not None and not pending.done()
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until a background top-up (if one runs) has finished."""
+        pending = self._refill
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result(timeout=timeout)
+
+    def _refill_in_background(self) -> None:
+        with self._mutex:
+            record, pooled = self._record, len(self._pool)
+        missing = self.pool_size - pooled
+        if record is None or missing <= 0 or (pooled and record.boundary == 0):
+            return
+        try:
+            # Only from the very state the record shows: a draw planned from a stale
+            # record could start over with an old extra and repeat codes.
+            drawn = self.service.draw(
+                self.name,
+                missing,
+                extra=record.extra,
+                epoch=record.epoch,
+                within_cycle=True,
+                expect_version=record.version,
+            )
+        except Superseded:
+            return  # something wrote since; the next request's top-up tries again
+        except CoderRingError as error:
+            log.warning("ring %s: pool top-up failed: %s", self.name, error)
+            if isinstance(error, Fenced):
+                with self._mutex:
+                    if self._record is record:
+                        self._pool.clear()
+                        self._record = None
+            return
+        with self._mutex:
+            # Every write replaces the record: the same object means the new codes sit
+            # just below the pooled ones, so the pool stays one block a give-back can
+            # return.
+            if self._record is not record:
+                log.warning(
+                    "ring %s: %d codes drawn ahead dropped: the ring changed meanwhile",
+                    self.name,
+                    len(drawn.codes),
+                )
+                return
+            self._record = drawn.record
+            self._pool.extend(drawn.codes)
 
     def refill(self) -> int:
         """Top the pool up to ``pool_size`` (beat's periodic refill); returns codes drawn."""
+        self.settle()
         with self._mutex:
             self._holding()
             return self._top_up()
 
     def reset(self) -> RingRecord:
         """Start the ring over (first cycle, no extra), fenced with this server's epoch."""
+        self.settle()
         with self._mutex:
             record = self._holding()
             self._pool.clear()

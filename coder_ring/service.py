@@ -125,6 +125,7 @@ class RingService:
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
+        expect_version: int | None = None,
     ) -> Drawn:
         """Draw with every argument checked first; the full store result."""
         ring = self.ring(name)
@@ -139,6 +140,7 @@ class RingService:
             bump=bump,
             epoch=epoch,
             within_cycle=within_cycle,
+            expect_version=expect_version,
         )
 
     def claim(self, name: str) -> RingRecord:

@@ -33,6 +33,7 @@ from coder_ring.errors import (
     RingNotReady,
     SchemaMissing,
     StoreUnavailable,
+    Superseded,
 )
 from coder_ring.migrations.heads import schema_at_head
 from coder_ring.profanity import kept_values
@@ -218,9 +219,14 @@ class SqlStore:
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
+        expect_version: int | None = None,
     ) -> Drawn:
         with self._transaction() as conn:
             ring_id, record = self._lock_ready(conn, ring, epoch)
+            if expect_version is not None and record.version != expect_version:
+                raise Superseded(
+                    f"ring {ring.name!r} is at version {record.version}, not {expect_version}"
+                )
             plan = plan_draw(
                 record.cycle_state(),
                 count,

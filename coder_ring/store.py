@@ -86,8 +86,12 @@ class Store(Protocol):
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
+        expect_version: int | None = None,
     ) -> Drawn:
-        """Issue ``count`` codes (fewer only with ``within_cycle``) in one transaction."""
+        """Issue ``count`` codes (fewer only with ``within_cycle``) in one transaction.
+
+        With ``expect_version`` the draw commits only if the ring's row is still at that
+        version (else :class:`~coder_ring.errors.Superseded`, nothing written)."""
 
     def claim(self, ring: RingConfig) -> RingRecord:
         """Increment the ring's epoch; the returned record carries the new epoch."""

@@ -528,3 +528,18 @@ def test_bad_input_through_get_code_and_get_codes(
     with pytest.raises(InvalidInput, match=shown):
         method(service)  # type: ignore[operator]
     assert state(service) == before
+
+
+def test_draw_expecting_a_version_commits_only_at_that_version(
+    make_service: ServiceFactory,
+) -> None:
+    from coder_ring import Superseded
+
+    service = make_service(RingConfig("one", base_length=1))
+    drawn = service.draw("one", 2)
+    before = service.status("one")
+    with pytest.raises(Superseded):
+        service.draw("one", 1, expect_version=drawn.record.version - 1)
+    assert service.status("one") == before
+    again = service.draw("one", 1, expect_version=drawn.record.version)
+    assert again.record.version == drawn.record.version + 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from coder_ring import ALPHABET, Fenced, RingConfig
@@ -35,10 +38,39 @@ def test_top_up_waits_for_the_caller_when_asked(server: RingServer) -> None:
     for _ in range(POOL // 2 + 1):
         server.get_code(top_up=False)
     assert server.pooled == POOL // 2 - 1  # below half, not topped up yet
-    server.top_up_if_low()
+    server.top_up_if_low()  # in the background
+    server.settle()
     assert server.pooled == POOL
     server.get_code()  # the default tops up in the same call when below half
     assert server.pooled == POOL - 1
+
+
+@pytest.mark.parametrize(("meddle", "prefix"), [({"bump": True}, "X"), ({"extra": "hi"}, "hi")])
+def test_background_top_up_is_dropped_when_the_ring_changed_meanwhile(
+    server: RingServer, monkeypatch: pytest.MonkeyPatch, meddle: dict[str, Any], prefix: str
+) -> None:
+    for _ in range(POOL // 2 + 1):
+        server.get_code(top_up=False)
+    draw = server.service.draw
+    meddled: list[str] = []
+
+    def meddle_first(*args: Any, **kwargs: Any) -> Any:
+        # The race to provoke: a request bumps the ring, or switches to a new extra,
+        # while the background top-up (planned for the old cycle and extra) is drawing.
+        if threading.current_thread().name.startswith("refill-") and not meddled:
+            meddled.append("")
+            meddled.append(server.get_code(top_up=False, **meddle))
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(server.service, "draw", meddle_first)
+    server.top_up_if_low()
+    server.settle()
+    assert meddled[1:] and server.pooled == 0  # the top-up drew nothing
+    assert server.service.status("one").extra == meddle.get("extra", "")
+    extra = meddle.get("extra", "")
+    codes = meddled[1:] + [server.get_code(extra=extra) for _ in range(31)]
+    assert all(code.startswith(prefix) for code in codes)
+    assert len(set(codes)) == 32  # the whole new cycle, nothing repeated
 
 
 def test_pool_never_straddles_two_cycles(server: RingServer) -> None:
