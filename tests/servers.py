@@ -13,14 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 from sqlalchemy import create_engine, text
 
-from workers.local_redis import answers, find_redis_server, free_port
+from workers.local_redis import LocalRedis, free_port
 
 PG_USER = "postgres"  # PostgreSQL refuses to run as root; tests run its tools as this user
 
@@ -36,46 +35,12 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv if os.geteuid() != 0 else ["runuser", "-u", PG_USER, "--", *argv]
 
 
-class PrivateRedis:
-    """A redis-server of our own (no persistence): stop() and start() on one port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.workdir = tempfile.mkdtemp(prefix="coder_ring_test_redis_")
-        self.binary = find_redis_server()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, db: int = 0) -> str:
-        """``redis://127.0.0.1:<port>/<db>``."""
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        """Start (again) and wait until it answers."""
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not answers(self.url(), timeout=0.2):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"private redis on {self.port} did not start")
-            time.sleep(0.05)
+class PrivateRedis(LocalRedis):
+    """A redis-server of our own (no persistence) that a test can crash and restart:
+    :meth:`stop` kills it, :meth:`start` runs it again on the same port, empty."""
 
     def stop(self) -> None:
-        """Kill the server (its data is gone: it keeps nothing on disk)."""
+        """Kill the server, like a crash (it keeps nothing on disk)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -83,12 +48,7 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         """A client on db 0."""
-        return redis.Redis.from_url(self.url())
-
-    def close(self) -> None:
-        """Stop and remove the directory."""
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        return redis.Redis.from_url(self.url)
 
 
 class PrivatePostgres:

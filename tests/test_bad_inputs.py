@@ -584,7 +584,7 @@ def test_redis_down_at_the_worker_stops_serving_and_heals(
     tmp_path: Path, pg_url: str, store: SqlStore, group: ProcessGroup
 ) -> None:
     with private_redis() as redis_server:
-        env = one_ring_env(tmp_path, redis_server.url(), pg_url)
+        env = one_ring_env(tmp_path, redis_server.url, pg_url)
         worker = group.worker("served", env, rings=[RING])
         with caller_app(env) as app:
             worker.wait_for_lock(RING)
@@ -605,7 +605,7 @@ def test_redis_down_at_the_worker_stops_serving_and_heals(
             with pytest.raises(BrokerUnreachable) as caught:
                 app.tasks[TASK_GET_CODE].delay(RING)
             assert time.monotonic() - started < BROKER_DOWN_BOUND
-            assert_message(caught.value, redis_server.url(), "nothing was sent")
+            assert_message(caught.value, redis_server.url, "nothing was sent")
 
             # Down long enough for the worker's broker connection to back off, too.
             time.sleep(max(0.0, down + REDIS_DOWN_SECONDS - time.monotonic()))

@@ -776,7 +776,7 @@ def test_no_duplicates_under_faults(tmp_path: Path) -> None:
     with private_servers() as (redis_server, pg_server):
         rings_file = write_rings(tmp_path / "rings.toml", **RINGS)
         env = worker_env(
-            redis_url=redis_server.url(),
+            redis_url=redis_server.url,
             database_url=pg_server.url,
             rings_file=rings_file,
             task_expires=TASK_EXPIRES,

@@ -89,7 +89,7 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         else:
             local = LocalRedis()
             console.print(f"[bold]Redis[/]: none at {broker}; starting {local.binary}")
-            stack.callback(local.stop)
+            stack.callback(local.close)
             broker = local.start().url
         engine = Settings(database_url=f"sqlite:///{workdir / 'demo.db'}", config_path=rings_file)
         settings = WorkerSettings(

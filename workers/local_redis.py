@@ -58,7 +58,8 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    """A throw-away redis-server on 127.0.0.1 (no persistence), stopped by :meth:`stop`."""
+    """A throw-away redis-server on 127.0.0.1 (no persistence) on a port of its own;
+    :meth:`stop` and :meth:`start` again keep the port, :meth:`close` removes it all."""
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or find_redis_server()
@@ -93,13 +94,13 @@ class LocalRedis:
         deadline = time.monotonic() + timeout
         while not answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
+                self.close()
                 raise ConfigError(f"could not start {self.binary} on port {self.port}")
             time.sleep(0.05)
         return self
 
     def stop(self) -> None:
-        """Stop the server and remove its directory."""
+        """Stop the server (its directory stays: :meth:`start` can run it again)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -107,4 +108,9 @@ class LocalRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
