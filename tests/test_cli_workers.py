@@ -134,3 +134,19 @@ def test_beat_sends_refills(env: dict[str, str], group: ProcessGroup, tmp_path: 
     )
     group.add(beat)
     beat.wait_for_log(r"Sending due task coder_ring\.refill\.one", timeout=20)
+
+
+@pytest.mark.slow
+def test_bench_quick_through_the_cli(tmp_path: Path, redis_url: str, pg_url: str) -> None:
+    env = {
+        "CODER_RING_DATABASE_URL": pg_url,
+        "CODER_RING_BROKER_URL": redis_url,
+        "CODER_RING_CONFIG": str(tmp_path / "unused.toml"),
+    }
+    output = tmp_path / "results"
+    result = run(env, "bench", "--quick", "--output", str(output), timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "get_code p50 / no-op p50" in result.stdout
+    figures = json.loads((output / "results.json").read_text())["figures"]
+    assert figures and all(value > 0 for value in figures.values())
+    assert (output / "results.png").stat().st_size > 0
