@@ -45,6 +45,7 @@ from coder_ring.cli_support import (
 )
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError
+from coder_ring.migrations.heads import VERSION_TABLE
 from coder_ring.service import RingStatus
 from coder_ring.settings import (
     CONFIG_PATH_ENV,
@@ -71,8 +72,6 @@ __all__ = [
 ]
 
 PROG_NAME = "coder-ring"
-#: Alembic's version table, as named in ``coder_ring/migrations/env.py``.
-MIGRATION_VERSION_TABLE = "coder_ring_alembic_version"
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -166,7 +165,7 @@ def _schema_revision(store: SqlStore) -> str | None:
 
     # The store's own transaction turns database failures into one-line CoderRingErrors.
     with store._transaction() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": MIGRATION_VERSION_TABLE})
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         revision = context.get_current_revision()
     return None if revision is None else str(revision)
 

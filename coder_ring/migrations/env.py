@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from coder_ring.migrations.heads import VERSION_TABLE
 from coder_ring.schema import metadata
-
-VERSION_TABLE = "coder_ring_alembic_version"
 
 connection = context.config.attributes["connection"]
 context.configure(
