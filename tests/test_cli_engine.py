@@ -492,8 +492,8 @@ def test_hooks_of_the_worker_layer(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def test_console_script(sqlite_url: str, tmp_path: Path) -> None:
-    if not CONSOLE_SCRIPT.exists():
-        pytest.skip(f"{CONSOLE_SCRIPT} is not installed")
+    # `make test` installs the package into the venv: the script must be there.
+    assert CONSOLE_SCRIPT.exists(), f"{CONSOLE_SCRIPT} is not installed"
     config = tmp_path / "rings.toml"
     config.write_text(RINGS_TOML)
     cli = Cli(sqlite_url, config, command=(str(CONSOLE_SCRIPT),))
