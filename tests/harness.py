@@ -34,7 +34,7 @@ import redis
 
 from coder_ring.settings import Settings
 from workers.lease import holder_name
-from workers.names import lock_key, ring_queue
+from workers.names import TASK_GET_CODE, TASK_STATUS, lock_key, ring_queue
 from workers.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,6 +122,23 @@ def caller_app(env: Mapping[str, str] | WorkerSettings) -> Iterator[Any]:
         yield app
     finally:
         app.close()
+
+
+def ring_calls(
+    ring: str, timeout: float
+) -> tuple[Callable[..., str], Callable[[Any], dict[str, Any]]]:
+    """``get(app, **kwargs)`` (one code of ``ring``) and ``status(app)`` through a caller
+    app, each waiting at most ``timeout`` seconds for its result."""
+
+    def get(app: Any, **kwargs: Any) -> str:
+        code: str = app.tasks[TASK_GET_CODE].delay(ring, **kwargs).get(timeout=timeout)
+        return code
+
+    def status(app: Any) -> dict[str, Any]:
+        report: dict[str, Any] = app.tasks[TASK_STATUS].delay(ring).get(timeout=timeout)
+        return report
+
+    return get, status
 
 
 def engine_settings(env: Mapping[str, str]) -> Settings:

@@ -45,13 +45,14 @@ from tests.harness import (
     caller_app,
     free_port,
     queue_length,
+    ring_calls,
     wait_until,
     worker_env,
     write_rings,
 )
 from tests.servers import private_postgres, private_redis
 from tests.test_cli_engine import Cli, assert_one_line_error
-from workers.names import TASK_GET_CODE, TASK_GET_CODES, TASK_STATUS, ring_queue
+from workers.names import TASK_GET_CODE, TASK_GET_CODES, ring_queue
 from workers.tasks import BrokerUnreachable
 
 RING = "one"
@@ -313,14 +314,7 @@ def one_ring_env(tmp_path: Path, redis_url: str, database_url: str) -> dict[str,
     return worker_env(redis_url=redis_url, database_url=database_url, rings_file=rings)
 
 
-def get(app: Any, **kwargs: Any) -> str:
-    code: str = app.tasks[TASK_GET_CODE].delay(RING, **kwargs).get(timeout=RESULT_TIMEOUT)
-    return code
-
-
-def status(app: Any) -> dict[str, Any]:
-    report: dict[str, Any] = app.tasks[TASK_STATUS].delay(RING).get(timeout=RESULT_TIMEOUT)
-    return report
+get, status = ring_calls(RING, RESULT_TIMEOUT)
 
 
 def record(store: SqlStore) -> RingRecord:

@@ -29,11 +29,12 @@ from tests.harness import (
     WorkerProcess,
     caller_app,
     queue_length,
+    ring_calls,
     wait_until,
     worker_env,
     write_rings,
 )
-from workers.names import TASK_GET_CODE, TASK_RESET, TASK_STATUS, ring_queue
+from workers.names import TASK_GET_CODE, TASK_RESET, ring_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -66,15 +67,7 @@ def one_ring_env(
     return worker_env(redis_url=redis_url, database_url=database_url, rings_file=rings, **overrides)
 
 
-def get(app: Any, **kwargs: Any) -> str:
-    """One code of ring ``one`` through ``app``."""
-    code: str = app.tasks[TASK_GET_CODE].delay(RING, **kwargs).get(timeout=RESULT_TIMEOUT)
-    return code
-
-
-def status(app: Any) -> dict[str, Any]:
-    result: dict[str, Any] = app.tasks[TASK_STATUS].delay(RING).get(timeout=RESULT_TIMEOUT)
-    return result
+get, status = ring_calls(RING, RESULT_TIMEOUT)
 
 
 def collect(results: list[Any], timeout: float) -> tuple[list[str], list[BaseException]]:
