@@ -39,8 +39,11 @@ class RingTask(Task):  # type: ignore[misc]
     and expiring (a request whose caller gave up is never served and burns no code)."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        signature = self.__dict__.get("_call_signature")
+        if signature is None:  # once per task: inspect.signature is slow for a hot path
+            signature = self.__dict__["_call_signature"] = inspect.signature(self.run)
         try:
-            call = inspect.signature(self.run).bind(*(args or ()), **(kwargs or {}))
+            call = signature.bind(*(args or ()), **(kwargs or {}))
         except TypeError as error:
             raise TypeError(f"{self.name}: {error}") from None
         arguments = call.arguments
