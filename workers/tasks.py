@@ -160,6 +160,7 @@ def status(self: Task, ring: str) -> dict[str, Any]:
     runtime = _runtime(self)
 
     def report(server: RingServer) -> dict[str, Any]:
+        server.settle()  # a top-up in flight lands first: the figures hold still
         state = runtime.service.status(ring)
         pooled = server.pooled
         return {
