@@ -32,7 +32,7 @@ demo: venv  ## codes in one command: embedded SQLite + a Redis it starts itself
 	$(BIN)/coder-ring demo
 
 bench: venv  ## side-by-side benchmarks (real Redis and PostgreSQL from the env)
-	$(BIN)/coder-ring bench
+	$(BIN)/python -m bench
 
 faults-long: venv  ## the fault-injection suite's long mode (100,000+ codes)
 	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/test_faults.py -s

@@ -21,7 +21,7 @@ from coder_ring.errors import (
 )
 from coder_ring.service import RingService, RingStatus
 from coder_ring.settings import Settings
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.store import SqlStore
 
 __all__ = [
     "ALPHABET",

@@ -45,7 +45,6 @@ from coder_ring.cli_support import (
 )
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError
-from coder_ring.migrations.heads import VERSION_TABLE
 from coder_ring.service import RingStatus
 from coder_ring.settings import (
     CONFIG_PATH_ENV,
@@ -54,7 +53,8 @@ from coder_ring.settings import (
     DEFAULT_DATABASE_URL,
     Settings,
 )
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.migrations.heads import VERSION_TABLE
+from coder_ring.sql.store import SqlStore
 from coder_ring.validation import check_count, check_extra, check_ring_name
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 PROG_NAME = "coder-ring"
-_MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATIONS_DIR = Path(__file__).parent / "sql" / "migrations"
 
 
 #: Set by the Celery layer: serves ``get`` without ``--direct``. None: only ``--direct``.

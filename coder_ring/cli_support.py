@@ -29,7 +29,7 @@ from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError
 from coder_ring.service import ProgressFactory, RingService, RingStatus
 from coder_ring.settings import Settings
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.store import SqlStore
 from coder_ring.store import ProgressCallback
 
 #: Exit code of a :class:`CoderRingError` (and of a refused confirmation).

@@ -17,7 +17,7 @@ from coder_ring.config import RingConfig
 from coder_ring.errors import UnknownRing
 from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.store import SqlStore
 from coder_ring.store import Drawn, ProgressCallback, RingRecord, Store
 from coder_ring.validation import check_bump, check_count, check_extra
 

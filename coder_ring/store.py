@@ -62,7 +62,7 @@ class Drawn:
 
 
 class Store(Protocol):
-    """Persistence of rings. Implementations: :class:`coder_ring.sql_store.SqlStore`."""
+    """Persistence of rings. Implementations: :class:`coder_ring.sql.store.SqlStore`."""
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent, safe to run concurrently)."""

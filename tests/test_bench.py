@@ -13,12 +13,12 @@ import redis
 from rich.console import Console
 from sqlalchemy import create_engine, text
 
-from coder_ring.bench.report import FIGURES, JSON_NAME, PLOT_NAME, TARGETS
-from coder_ring.bench.resources import BENCH_DATABASE
+from bench.celery_figures import percentile
+from bench.report import FIGURES, JSON_NAME, PLOT_NAME, TARGETS
+from bench.resources import BENCH_DATABASE
+from bench.run import BENCH_REDIS_DB, bench_redis_url, run_bench
 from coder_ring.settings import Settings
 from tests.conftest import PG_ADMIN_URL, REDIS_TEST_URL, require
-from workers.bench import BENCH_REDIS_DB, bench_redis_url, run_bench
-from workers.bench_celery import percentile
 from workers.names import lock_key, ring_queue
 from workers.settings import WorkerSettings
 

@@ -27,7 +27,6 @@ COMMANDS = [
     "worker",
     "beat",
     "demo",
-    "bench",
 ]
 
 
@@ -137,14 +136,23 @@ def test_beat_sends_refills(env: dict[str, str], group: ProcessGroup, tmp_path: 
 
 
 @pytest.mark.slow
-def test_bench_quick_through_the_cli(tmp_path: Path, redis_url: str, pg_url: str) -> None:
+def test_bench_quick_through_its_entry_point(tmp_path: Path, redis_url: str, pg_url: str) -> None:
     env = {
         "CODER_RING_DATABASE_URL": pg_url,
         "CODER_RING_BROKER_URL": redis_url,
         "CODER_RING_CONFIG": str(tmp_path / "unused.toml"),
     }
     output = tmp_path / "results"
-    result = run(env, "bench", "--quick", "--output", str(output), timeout=180)
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "get_code p50 / no-op p50" in result.stdout
     figures = json.loads((output / "results.json").read_text())["figures"]

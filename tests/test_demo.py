@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coder_ring.alphabet import ALPHABET
-from workers.local_redis import LocalRedis, answers, free_port
+from workers.demo.local_redis import LocalRedis, answers, free_port
 
 CODE = re.compile(rf"^  ([{ALPHABET}]{{4}})$", re.MULTILINE)
 

@@ -208,7 +208,7 @@ def test_populate_again_writes_nothing_and_keeps_the_cycle(
 def test_populate_reports_progress(
     make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("coder_ring.sql_dialects.FILL_CHUNK_ROWS", 10_000)
+    monkeypatch.setattr("coder_ring.sql.dialects.FILL_CHUNK_ROWS", 10_000)
     service = make_service(RingConfig("big", base_length=3), populate=False)
     seen: list[tuple[int, int]] = []
     service.populate(progress=lambda ring: lambda done, total: seen.append((done, total)))

@@ -74,7 +74,7 @@ from sqlalchemy import select
 
 from coder_ring import RingService
 from coder_ring.alphabet import ALPHABET, decode_base, uniquizer
-from coder_ring.schema import codes_table, rings_table
+from coder_ring.sql.schema import codes_table, rings_table
 from tests.conftest import require
 from tests.harness import (
     TEST_LOCK_TTL,

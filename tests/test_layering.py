@@ -13,8 +13,8 @@ def engine_modules() -> list[str]:
     return [
         module.name
         for module in pkgutil.walk_packages(coder_ring.__path__, "coder_ring.")
-        if not module.name.startswith("coder_ring.migrations.versions")
-        and module.name != "coder_ring.migrations.env"  # runs only inside alembic
+        if not module.name.startswith("coder_ring.sql.migrations.versions")
+        and module.name != "coder_ring.sql.migrations.env"  # runs only inside alembic
     ]
 
 

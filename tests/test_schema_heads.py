@@ -10,10 +10,10 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from coder_ring.migrations.heads import head_revisions, schema_at_head
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.migrations.heads import head_revisions, schema_at_head
+from coder_ring.sql.store import SqlStore
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "coder_ring" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "coder_ring" / "sql" / "migrations"
 
 
 def test_head_revisions_match_alembic() -> None:
@@ -41,7 +41,7 @@ def test_migrate_at_head_does_not_import_alembic(sqlite_url: str) -> None:
     script = textwrap.dedent(
         f"""
         import sys
-        from coder_ring.sql_store import SqlStore
+        from coder_ring.sql.store import SqlStore
         SqlStore({sqlite_url!r}).migrate()
         print("alembic" in sys.modules)
         """

@@ -1,5 +1,5 @@
 """The ``coder-ring`` command: the engine's commands (:mod:`coder_ring.cli`) plus those
-that need Celery: ``worker``, ``beat``, ``demo``, ``bench``, and ``get``/``status``
+that need Celery: ``worker``, ``beat``, ``demo``, and ``get``/``status``
 through the workers. This module only parses and calls.
 """
 
@@ -205,34 +205,9 @@ def demo(ctx: click.Context, workdir: str | None) -> None:
     """Everything in one command: an embedded SQLite file, a Redis (started here when
     none answers), migrate, populate, a worker and beat; prints codes and the status,
     then stops all it started."""
-    from workers.demo import run_demo
+    from workers.demo.run import run_demo
 
     run_demo(Path(workdir) if workdir else None)
-
-
-@cli.command()
-@click.option("--quick", is_flag=True, help="Small sizes: checks the benchmark works (CI).")
-@click.option(
-    "--output",
-    type=click.Path(file_okay=False),
-    default="bench-results",
-    show_default=True,
-    help="Directory for results.json and results.png.",
-)
-@click.pass_context
-def bench(ctx: click.Context, quick: bool, output: str) -> None:
-    """Benchmarks side by side: the Celery floor (no-op task), get_code and get_codes
-    through Celery, engine draws and fills on PostgreSQL and SQLite, and a replay of the
-    original CoderRing's SQL as the baseline. Uses CODER_RING_* URLs (see README)."""
-    from workers.bench import run_bench
-
-    app = engine_cli.app_context(ctx)
-    run_bench(
-        quick=quick,
-        output_dir=Path(output),
-        settings=worker_settings(app),
-        console=engine_cli.out_console(),
-    )
 
 
 def main() -> None:

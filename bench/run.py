@@ -7,7 +7,7 @@
    N calls, and burst throughput (fire M calls, then wait for all);
 2. ``get_code`` through Celery: the same figures and their ratios to (1);
 3. ``get_codes(ring, 1000)`` through Celery: codes/s;
-4-6. the engine and the original's replay (:mod:`coder_ring.bench.engine`);
+4-6. the engine and the original's replay (:mod:`bench.engine`);
 7. the worker's RSS after the run (``/proc/PID/status``).
 
 It prints a table with each figure, its target and PASS/MISS, and writes
@@ -29,7 +29,7 @@ Isolation (nothing of a deployment is touched, and two runs do not collide):
   of a worker serving a ring, not of one that just filled it.
 
 The worker subprocess is always stopped (SIGTERM, then SIGKILL after 20 s).
-``python -m workers.bench [--quick] [--output DIR]`` runs it without the CLI.
+``python -m bench [--quick] [--output DIR]`` runs it without the CLI.
 """
 
 from __future__ import annotations
@@ -50,13 +50,13 @@ import redis
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from coder_ring.bench.engine import EngineParams, run_engine_bench
-from coder_ring.bench.report import JSON_NAME, PLOT_NAME, write_report
-from coder_ring.bench.resources import postgres_schema, postgres_server_url
+from bench.celery_figures import CeleryParams, measure_celery
+from bench.engine import EngineParams, run_engine_bench
+from bench.report import JSON_NAME, PLOT_NAME, write_report
+from bench.resources import postgres_schema, postgres_server_url
+from bench.worker import BenchWorker
 from coder_ring.service import RingService
 from coder_ring.settings import Settings
-from workers.bench_celery import CeleryParams, measure_celery
-from workers.bench_worker import BenchWorker
 from workers.names import lock_key, ring_queue
 from workers.settings import WorkerSettings
 
@@ -240,11 +240,11 @@ def run_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workers.bench [--quick] [--output DIR]``; settings from the environment.
+    """``python -m bench [--quick] [--output DIR]``; settings from the environment.
 
     Exits 0 whether or not every target is met: the table says which were missed.
     """
-    parser = argparse.ArgumentParser(prog="python -m workers.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small and fast: checks it works")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR")
     args = parser.parse_args(argv)

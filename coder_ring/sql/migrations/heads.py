@@ -1,7 +1,7 @@
 """Whether a database's schema is already at the head revision, without importing alembic.
 
 Every worker start and every CLI command migrates; when there is nothing to do, this
-check lets :meth:`coder_ring.sql_store.SqlStore.migrate` return without loading alembic
+check lets :meth:`coder_ring.sql.store.SqlStore.migrate` return without loading alembic
 (about 8 MB of a worker's resident memory, and a tenth of a second).
 """
 

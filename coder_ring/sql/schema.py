@@ -1,5 +1,5 @@
 """The database schema (SQLAlchemy Core). Alembic migrations in
-``coder_ring/migrations`` create it; this module only describes it for queries."""
+``coder_ring/sql/migrations`` create it; this module only describes it for queries."""
 
 from __future__ import annotations
 

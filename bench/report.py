@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from coder_ring.bench.engine import BATCH_SIZES, DATABASES
+from bench.engine import BATCH_SIZES, DATABASES
 
 JSON_NAME = "results.json"
 PLOT_NAME = "results.png"

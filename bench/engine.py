@@ -2,7 +2,7 @@
 
 No Celery here: this measures :class:`~coder_ring.service.RingService` on one
 PostgreSQL and one SQLite database, and on the same databases the statements of
-the original CoderRing (:class:`~coder_ring.bench.original.OriginalReplay`):
+the original CoderRing (:class:`~bench.original.OriginalReplay`):
 
 * draws at batch sizes 1, 16, 256 and 1000 (codes/s; each call is one transaction);
 * the fill of a ring of 32^base_length codes (seconds; the median of a few fills);
@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from coder_ring.bench.original import OriginalReplay
+from bench.original import OriginalReplay
 from coder_ring.config import RingConfig
 from coder_ring.service import RingService
-from coder_ring.sql_store import SqlStore
+from coder_ring.sql.store import SqlStore
 
 #: Batch sizes of the engine draws.
 BATCH_SIZES = (1, 16, 256, 1000)

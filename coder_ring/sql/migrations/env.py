@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from coder_ring.migrations.heads import VERSION_TABLE
-from coder_ring.schema import metadata
+from coder_ring.sql.migrations.heads import VERSION_TABLE
+from coder_ring.sql.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,7 +1,7 @@
 """``coder-ring demo``: from nothing to codes, then leave nothing running.
 
 Uses an embedded SQLite file and the Redis at $CODER_RING_BROKER_URL if one answers;
-otherwise it starts a private redis-server (see :mod:`workers.local_redis`).
+otherwise it starts a private redis-server (see :mod:`workers.demo.local_redis`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from coder_ring.cli import fill_progress
 from coder_ring.errors import CoderRingError
 from coder_ring.service import RingService
 from coder_ring.settings import Settings
+from workers.demo.local_redis import LocalRedis, answers
 from workers.lease import current_holder
-from workers.local_redis import LocalRedis, answers
 from workers.settings import WorkerSettings
 
 DEMO_RINGS = """\

@@ -35,11 +35,11 @@ from coder_ring.errors import (
     StoreUnavailable,
     Superseded,
 )
-from coder_ring.migrations.heads import schema_at_head
 from coder_ring.profanity import kept_values
-from coder_ring.schema import rings_table
 from coder_ring.shuffle import RandBelow, apply_steps, plan_draw
-from coder_ring.sql_dialects import DialectOps, PostgresOps, SqliteOps
+from coder_ring.sql.dialects import DialectOps, PostgresOps, SqliteOps
+from coder_ring.sql.migrations.heads import schema_at_head
+from coder_ring.sql.schema import rings_table
 from coder_ring.store import Drawn, ProgressCallback, RingRecord
 
 #: Key of the PostgreSQL advisory lock that serializes concurrent migrations.
