@@ -160,3 +160,12 @@ def test_unfiltered_ring_keeps_every_code_and_clean_codes_stay() -> None:
     for clean in ("8CH4", "GU96", "2222", "ZZZZ", "SLUG", "TWA2"):
         assert not is_profane(clean), clean
         assert decode_base(clean) in kept, clean
+
+
+@pytest.mark.parametrize("base_length", [0, 5, 8])
+def test_listing_is_refused_beyond_four_characters(base_length: int) -> None:
+    """32**5 values are too many to list: longer rings go through space_of()."""
+    with pytest.raises(ValueError, match=rf"got {base_length}; use space_of"):
+        kept_values(base_length, True)
+    with pytest.raises(ValueError, match=rf"got {base_length}; use space_of"):
+        excluded_values(base_length)
