@@ -6,9 +6,9 @@ from __future__ import annotations
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 ALPHABET_SIZE = len(ALPHABET)
 MIN_BASE_LENGTH = 1
-MAX_BASE_LENGTH = 4
+MAX_BASE_LENGTH = 8
 
-# Base-32 digits of the cycle number, then the look-alike substitutions of RING.md.
+# Base-32 digits of the cycle number, then the look-alike substitutions (docs/ring.md).
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 _UNIQUIZER_SUBSTITUTES = str.maketrans({"0": "X", "1": "W", "I": "Y", "O": "Z"})
 
@@ -54,6 +54,14 @@ def uniquizer(cycle: int) -> str:
     return "".join(reversed(digits)).translate(_UNIQUIZER_SUBSTITUTES)
 
 
+def is_alphabet_text(text: str) -> bool:
+    """True when every character of ``text`` is in :data:`ALPHABET` (True for "")."""
+    return all(char in _ALPHABET_SET for char in text)
+
+
+_ALPHABET_SET = frozenset(ALPHABET)
+
+
 def format_code(extra: str, cycle: int, value: int, base_length: int) -> str:
-    """A whole code: ``extra + uniquizer(cycle) + base``."""
+    """A whole code of an unfiltered ring: ``extra + uniquizer(cycle) + base``."""
     return extra + uniquizer(cycle) + encode_base(value, base_length)

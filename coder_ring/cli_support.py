@@ -1,5 +1,5 @@
-"""What every ``coder-ring`` command shares: the invocation's context, the hooks the
-Celery layer fills, one-line errors, consoles, progress bars and tables.
+"""What every ``coder-ring`` command shares: the invocation's context, the serving layer
+the Celery layer plugs in, one-line errors, consoles and tables.
 
 This module does not import Celery.
 """
@@ -7,45 +7,65 @@ This module does not import Celery.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 import click
-from rich.console import Console, JustifyMethod
+from rich.console import Console
 from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
+from rich.text import Text
 
-from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError
-from coder_ring.service import ProgressFactory, RingService, RingStatus
+from coder_ring.service import RingService
 from coder_ring.settings import Settings
 from coder_ring.sql.store import SqlStore
-from coder_ring.store import ProgressCallback
+from coder_ring.status import RingStatus
+from coder_ring.store import RingRecord
 
 #: Exit code of a :class:`CoderRingError` (and of a refused confirmation).
 EXIT_ERROR = 1
-#: Shown in status columns that have no value (or no hook to give one).
+#: Shown in columns that have no value.
 NO_VALUE = "-"
 #: Widest table printed into a pipe or a file (a terminal's width is respected).
 MAX_PIPE_WIDTH = 1000
 
 
+class ServingLayer(Protocol):
+    """What a serving layer (the Celery workers) adds to the engine's commands.
+
+    Every method gets arguments already checked and raises a ``CoderRingError`` (one
+    ``error:`` line) for anything that went wrong.
+    """
+
+    def get_codes(
+        self,
+        app: AppContext,
+        ring: str,
+        count: int,
+        *,
+        extra: str,
+        bump: bool,
+        timeout: float | None,
+    ) -> Sequence[str]:
+        """``count`` codes of ``ring`` from the worker serving it, in issue order."""
+
+    def served(self, app: AppContext, statuses: Sequence[RingStatus]) -> list[RingStatus]:
+        """``statuses`` with each ring's holder and its pool filled in."""
+
+    def changed(self, app: AppContext, ring: str, record: RingRecord) -> str:
+        """Tell the worker serving ``ring`` that it was reset or rebuilt (now at
+        ``record``); wait until it took that up. A line to print."""
+
+
 @dataclass
 class AppContext:
-    """The settings of one invocation (env, overridden by the global options), and the
-    store and service built from them on first use. ``ctx.obj`` of every command."""
+    """The settings of one invocation (env, overridden by the global options), the
+    serving layer, and the store and service built on first use. ``ctx.obj``."""
 
     settings: Settings
+    layer: ServingLayer | None = None
     _store: SqlStore | None = field(default=None, repr=False)
     _service: RingService | None = field(default=None, repr=False)
 
@@ -66,40 +86,6 @@ class AppContext:
         """Release the database connections, if any were opened."""
         if self._store is not None:
             self._store.dispose()
-
-
-class CeleryGet(Protocol):
-    """How ``coder-ring get`` (without ``--direct``) obtains codes through Celery.
-
-    Called with arguments already checked: ``ring`` is a well-formed ring name (whether it
-    is configured is for the hook, or the worker, to say), ``count`` is in 1..10,000 and
-    ``extra`` is a valid prefix. ``timeout`` is ``--timeout`` in seconds (None when not
-    given). Returns the codes in issue order; raises a ``CoderRingError`` (one ``error:``
-    line) for anything that went wrong.
-    """
-
-    def __call__(
-        self,
-        app: AppContext,
-        ring: str,
-        count: int,
-        *,
-        extra: str,
-        bump: bool,
-        timeout: float | None,
-    ) -> Sequence[str]: ...
-
-
-@dataclass(frozen=True)
-class StatusExtras:
-    """The Celery layer's columns of one ring in ``status`` (None shows as ``-``)."""
-
-    lock_holder: str | None = None
-    pool: str | int | None = None
-
-
-#: ``(app, statuses) -> {ring name: StatusExtras}``; rings left out show ``-``.
-StatusHook = Callable[[AppContext, Sequence[RingStatus]], Mapping[str, StatusExtras]]
 
 
 class CliError(click.ClickException):
@@ -134,8 +120,8 @@ def _usage_error(error: click.UsageError) -> click.ClickException:
 
 
 class RingGroup(click.Group):
-    """A click group whose commands, and those the Celery layer adds, report engine and
-    usage errors as one ``error:`` line instead of a traceback or a usage block."""
+    """A click group whose commands report engine and usage errors as one ``error:``
+    line instead of a traceback or a usage block."""
 
     def make_context(
         self,
@@ -160,56 +146,6 @@ class RingGroup(click.Group):
             raise CliError(str(error)) from None
 
 
-# --------------------------------------------------------------------------------------
-# Output helpers.
-
-
-def out_console() -> Console:
-    """Rich console on stdout (tables, summaries)."""
-    return Console(highlight=False)
-
-
-def err_console() -> Console:
-    """Rich console on stderr (progress bars, so stdout stays parseable)."""
-    return Console(stderr=True, highlight=False)
-
-
-@contextmanager
-def fill_progress() -> Iterator[ProgressFactory]:
-    """A rich progress display on stderr, and a factory of one bar per ring filled.
-
-    The display starts on the first report, so an already filled ring shows nothing.
-    """
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("codes"),
-        TimeElapsedColumn(),
-        console=err_console(),
-    )
-    started: list[bool] = []
-
-    def factory(ring: RingConfig) -> ProgressCallback:
-        task: list[TaskID] = []
-
-        def report(done: int, total: int) -> None:
-            if not started:
-                progress.start()
-                started.append(True)
-            if not task:
-                task.append(progress.add_task(f"filling {ring.name}", total=total))
-            progress.update(task[0], completed=done, total=total)
-
-        return report
-
-    try:
-        yield factory
-    finally:
-        if started:
-            progress.stop()
-
-
 def app_context(ctx: click.Context) -> AppContext:
     """The invocation's :class:`AppContext` (built from the environment if missing)."""
     app = ctx.find_object(AppContext)
@@ -220,21 +156,9 @@ def app_context(ctx: click.Context) -> AppContext:
     return app
 
 
-#: The status table's headers and their alignment.
-STATUS_COLUMNS: tuple[tuple[str, JustifyMethod], ...] = (
-    ("ring", "left"),
-    ("base\nlength", "right"),
-    ("total", "right"),
-    ("remaining\nin cycle", "right"),
-    ("percent\nused", "right"),
-    ("cycle", "right"),
-    ("uniquizer", "left"),
-    ("extra", "left"),
-    ("epoch", "right"),
-    ("filled", "left"),
-    ("lock\nholder", "left"),
-    ("pool", "left"),
-)
+def out_console() -> Console:
+    """Rich console on stdout (tables, summaries)."""
+    return Console(highlight=False)
 
 
 def print_table(table: Table) -> None:
@@ -246,8 +170,10 @@ def print_table(table: Table) -> None:
     console.print(table)
 
 
-def cell(value: str | int | None) -> str:
-    return NO_VALUE if value is None or value == "" else str(value)
+def cell(value: object) -> Text:
+    """A table cell showing ``value`` verbatim: text from callers or the database (an extra
+    such as ``[/x]``) is never read as markup. None and "" show as ``-``."""
+    return Text(NO_VALUE if value is None or value == "" else str(value))
 
 
 def confirm(question: str, refused: str) -> None:

@@ -20,20 +20,49 @@ from typing import Any
 
 from coder_ring.alphabet import MAX_BASE_LENGTH, MIN_BASE_LENGTH
 from coder_ring.errors import ConfigError, InvalidInput
-from coder_ring.validation import check_ring_name
+from coder_ring.validation import MAX_COUNT, check_ring_name
 
 DEFAULT_BASE_LENGTH = 4
 DEFAULT_POOL_SIZE = 64
+#: A pool is filled by one draw, so it holds at most one draw's codes.
+MAX_POOL_SIZE = MAX_COUNT
 
 
 @dataclass(frozen=True)
 class RingConfig:
-    """One ring as configured: its name, code length, filter and worker pool size."""
+    """One ring as configured: its name, code length, filter and worker pool size.
+
+    Checked when built (from the rings file or in Python): a bad value raises
+    :class:`~coder_ring.errors.ConfigError` naming it and what is allowed.
+    """
 
     name: str
     base_length: int = DEFAULT_BASE_LENGTH
     profanity_filter: bool = False
     pool_size: int = DEFAULT_POOL_SIZE
+
+    def __post_init__(self) -> None:
+        try:
+            check_ring_name(self.name)
+        except InvalidInput as error:
+            raise ConfigError(str(error)) from None
+        for key, expected in _KEYS.items():
+            value = getattr(self, key)
+            # bool is an int subclass: refuse `base_length = true` explicitly.
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"ring {self.name!r}: key {key!r} must be {expected.__name__}, got {value!r}"
+                )
+        if not MIN_BASE_LENGTH <= self.base_length <= MAX_BASE_LENGTH:
+            raise ConfigError(
+                f"ring {self.name!r}: key 'base_length' must be from {MIN_BASE_LENGTH} "
+                f"to {MAX_BASE_LENGTH}, got {self.base_length!r}"
+            )
+        if not 0 <= self.pool_size <= MAX_POOL_SIZE:
+            raise ConfigError(
+                f"ring {self.name!r}: key 'pool_size' must be from 0 to {MAX_POOL_SIZE:,} "
+                f"(a pool is filled by one draw), got {self.pool_size!r}"
+            )
 
 
 _KEYS: dict[str, type] = {"base_length": int, "profanity_filter": bool, "pool_size": int}
@@ -47,10 +76,7 @@ def parse_rings(document: Mapping[str, Any], source: str) -> dict[str, RingConfi
     tables = document.get("rings", {})
     if not isinstance(tables, Mapping):
         raise ConfigError(f"{source}: 'rings' must be a table of ring tables")
-    rings: dict[str, RingConfig] = {}
-    for name, table in tables.items():
-        rings[name] = _parse_ring(name, table, source)
-    return rings
+    return {name: _parse_ring(name, table, source) for name, table in tables.items()}
 
 
 def _parse_ring(name: str, table: object, source: str) -> RingConfig:
@@ -60,28 +86,21 @@ def _parse_ring(name: str, table: object, source: str) -> RingConfig:
         raise ConfigError(f"{source}: ring {name!r}: {error}") from None
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: ring {name!r} must be a table, got {table!r}")
-    for key, value in table.items():
-        expected = _KEYS.get(key)
-        if expected is None:
+    for key in table:
+        if key not in _KEYS:
             raise ConfigError(
                 f"{source}: ring {name!r}: unknown key {key!r}; allowed: {', '.join(_KEYS)}"
             )
-        # bool is an int subclass: refuse `base_length = true` explicitly.
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(
-                f"{source}: ring {name!r}: key {key!r} must be {expected.__name__}, got {value!r}"
-            )
-    ring = RingConfig(name=name, **table)
-    if not MIN_BASE_LENGTH <= ring.base_length <= MAX_BASE_LENGTH:
-        raise ConfigError(
-            f"{source}: ring {name!r}: key 'base_length' must be from {MIN_BASE_LENGTH} "
-            f"to {MAX_BASE_LENGTH}, got {ring.base_length!r}"
-        )
-    if ring.pool_size < 0:
-        raise ConfigError(
-            f"{source}: ring {name!r}: key 'pool_size' must be >= 0, got {ring.pool_size!r}"
-        )
-    return ring
+    try:
+        return RingConfig(name=name, **table)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def sample_rings() -> str:
+    """What ``coder-ring init`` writes: a commented rings file (the repository's
+    config/rings.toml; a test keeps the two the same)."""
+    return (Path(__file__).parent / "sample_rings.toml").read_text(encoding="utf-8")
 
 
 def load_rings(path: Path | str) -> dict[str, RingConfig]:
@@ -90,7 +109,10 @@ def load_rings(path: Path | str) -> dict[str, RingConfig]:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise ConfigError(f"cannot read rings file {str(path)!r}: {error.strerror}") from None
+        raise ConfigError(
+            f"cannot read rings file {str(path)!r} ({error.strerror}); set CODER_RING_CONFIG "
+            "or --config to your rings file, or write one with `coder-ring init`"
+        ) from None
     try:
         # tomllib refuses duplicate tables and keys, which we want to be errors too.
         document = tomllib.loads(raw.decode("utf-8"))

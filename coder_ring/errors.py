@@ -1,7 +1,9 @@
 """Every error coder_ring raises derives from :class:`CoderRingError`.
 
 Callers can catch the root to handle any coder_ring failure; the subclasses say
-what went wrong. Messages always name the bad value and what is allowed.
+what went wrong. Messages always name the bad value and what is allowed. Every
+error is built from its message alone, so it survives Celery's result
+serialization and reaches a caller in another process as the same class.
 """
 
 from __future__ import annotations
@@ -22,11 +24,7 @@ class InvalidInput(CoderRingError, ValueError):
 
 
 class UnknownRing(InvalidInput):
-    """The ring name is not configured.
-
-    Constructed from the message alone so that it survives Celery's result
-    serialization; build it with :meth:`naming`.
-    """
+    """The ring name is not configured. Build it with :meth:`naming`."""
 
     @classmethod
     def naming(cls, name: object, configured: Iterable[str]) -> UnknownRing:
@@ -35,12 +33,13 @@ class UnknownRing(InvalidInput):
         return cls(f"unknown ring {name!r}; configured rings: {listed}")
 
 
-class RingNotReady(CoderRingError):
-    """The ring's table is not (completely) filled yet; nothing is drawn from it."""
+class ExtraConflict(InvalidInput):
+    """An extra could produce another extra's codes (it extends, or is extended by, an
+    extra the ring has used with alphabet characters only). Nothing was changed."""
 
 
 class RingMismatch(CoderRingError):
-    """The stored ring was built with another base_length or filter than the config says."""
+    """The stored ring has another base_length or filter than the rings file says."""
 
 
 class SchemaMissing(CoderRingError):
@@ -51,13 +50,18 @@ class StoreUnavailable(CoderRingError):
     """The database cannot be reached or failed; the operation was not applied."""
 
 
+class BrokerUnreachable(StoreUnavailable):
+    """The Celery broker or result backend cannot be reached; nothing was sent."""
+
+
 class Fenced(CoderRingError):
-    """A write carried an epoch that is no longer the ring's: another holder claimed it.
-
-    Nothing was written. The caller must stop serving the ring.
-    """
+    """A write carried an epoch that is no longer the ring's: another holder claimed it,
+    or an operator reset or rebuilt the ring. Nothing was written; stop serving it."""
 
 
-class Superseded(CoderRingError):
-    """A draw expected the ring at a version it is no longer at (something else wrote
-    since the caller last saw it). Nothing was written."""
+class NotHolding(CoderRingError):
+    """This server does not hold its ring (not activated yet, or it lost the ring)."""
+
+
+class NoWorker(CoderRingError):
+    """No live worker may serve the ring, so a request would wait for nothing."""

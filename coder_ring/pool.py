@@ -1,15 +1,20 @@
-"""Serving one ring from a pool of codes drawn ahead, for the process that holds it.
+"""Serving one ring from pools of codes drawn ahead, for the process that holds it.
 
 A :class:`RingServer` belongs to the one worker that holds a ring. On
 :meth:`~RingServer.activate` it claims a new epoch; every write it makes afterwards
-carries that epoch, so once another holder claims the ring, none of this server's
-writes can commit (:class:`~coder_ring.errors.Fenced`).
+carries that epoch, so once another holder claims the ring (or an operator resets or
+rebuilds it), none of this server's writes can commit
+(:class:`~coder_ring.errors.Fenced`).
 
-The pool is a FIFO of codes already issued in the database (committed), drawn
-within one cycle and one extra. Handing them out in draw order keeps the codes
-exactly what they would be without a pool, and keeps the unissued rest at the
-positions just above the ring's boundary, so a graceful stop can give them back
-with one compare-and-set (nothing lost); a crash loses at most the pool.
+Each extra in use has its own pool (at most :data:`MAX_POOLED_EXTRAS`, least recently
+used dropped first, its codes given back). A pool holds codes already issued in the
+database (committed), with the value and position each was drawn from, and hands
+them out in draw order: the codes are exactly those the ring would issue without a
+pool. Giving codes back writes each value back at its own position, and only the
+run of positions that starts at the boundary, and only if nothing else wrote to that
+extra since this server's last write (:func:`coder_ring.operations.give_back`): a
+direct draw beside the pool makes the pool's codes impossible to give back (they are
+lost, never repeated), never a boundary moved over someone else's codes.
 """
 
 from __future__ import annotations
@@ -17,35 +22,90 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict, deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
-from coder_ring.errors import CoderRingError, Fenced, StoreUnavailable, Superseded
+from coder_ring.config import RingConfig
+from coder_ring.errors import CoderRingError, Fenced, NotHolding, StoreUnavailable
 from coder_ring.service import RingService
-from coder_ring.store import RingRecord
+from coder_ring.store import Drawn, RingRecord
 from coder_ring.validation import check_bump, check_count, check_extra
 
 log = logging.getLogger("coder_ring.pool")
 
+#: Extras whose pools a server keeps at once; the least recently used goes first.
+MAX_POOLED_EXTRAS = 8
+#: Seconds a caller waits for a top-up in flight before drawing around it.
+SETTLE_TIMEOUT = 30.0
 
-class NotHolding(CoderRingError):
-    """This server does not hold its ring (not activated, or lost it)."""
+
+@dataclass
+class _Pooled:
+    code: str
+    value: int
+    position: int
+    cycle: int
+
+
+@dataclass
+class _ExtraPool:
+    """Codes of one extra drawn ahead, and the extra's state after this server's latest
+    write to it (``version`` -1: none yet)."""
+
+    extra: str
+    codes: deque[_Pooled] = field(default_factory=deque)
+    version: int = -1
+    boundary: int = 0
+    cycle: int = 0
+    refill: Future[None] | None = None
+
+    def land(self, drawn: Drawn) -> None:
+        """Record the state after a draw of this server (the latest write wins)."""
+        if drawn.extra.version > self.version:
+            self.version = drawn.extra.version
+            self.boundary = drawn.extra.boundary
+            self.cycle = drawn.extra.cycle
+
+    def returnable(self) -> list[int]:
+        """Values to give back: the pooled codes whose positions run up from the boundary
+        without a gap (lowest position first)."""
+        by_position = {
+            entry.position: entry.value for entry in self.codes if entry.cycle == self.cycle
+        }
+        values = []
+        position = self.boundary
+        while position in by_position:
+            values.append(by_position[position])
+            position += 1
+        return values
 
 
 class RingServer:
-    """One ring's pool and fenced draws. Thread-safe; calls on one ring are serialized."""
+    """One ring's pools and fenced draws. Thread-safe; calls on one ring are serialized."""
 
-    def __init__(self, service: RingService, name: str, pool_size: int | None = None) -> None:
-        ring = service.ring(name)
+    def __init__(
+        self,
+        service: RingService,
+        name: str,
+        pool_size: int | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.service = service
         self.name = name
-        self.pool_size = ring.pool_size if pool_size is None else pool_size
+        self.config: RingConfig = service.ring(name)
+        self._pool_size = pool_size
         self._mutex = threading.Lock()
-        self._refiller: ThreadPoolExecutor | None = None
-        self._refill: Future[None] | None = None
-        self._pool: deque[str] = deque()
-        # The ring's row as of this server's last committed write (None: not holding).
+        self._executor = executor
+        self._own_executor: ThreadPoolExecutor | None = None
+        self._pools: OrderedDict[str, _ExtraPool] = OrderedDict()
+        # The ring's row as of this server's claim (None: not holding).
         self._record: RingRecord | None = None
+
+    @property
+    def pool_size(self) -> int:
+        """Codes drawn ahead per extra."""
+        return self.config.pool_size if self._pool_size is None else self._pool_size
 
     @property
     def epoch(self) -> int | None:
@@ -55,161 +115,117 @@ class RingServer:
 
     @property
     def pooled(self) -> int:
-        """Codes drawn ahead and not handed out yet."""
-        return len(self._pool)
+        """Codes drawn ahead and not handed out yet, all extras."""
+        return sum(len(pool.codes) for pool in list(self._pools.values()))
+
+    def pooled_by_extra(self) -> dict[str, int]:
+        """extra -> codes drawn ahead and not handed out yet."""
+        return {extra: len(pool.codes) for extra, pool in list(self._pools.items())}
 
     def activate(self, *, if_inactive: bool = False) -> RingRecord:
-        """Fill the ring if it is empty, claim a new epoch and fill the pool.
-
-        With ``if_inactive`` a server that already holds its epoch keeps it.
-        """
+        """Claim a new epoch (with the ring's current config) and fill the pool of the
+        empty extra. With ``if_inactive`` a server that already holds keeps its epoch."""
         self.settle()
         with self._mutex:
             if if_inactive and self._record is not None:
                 return self._record
-            self._pool.clear()
+            self._pools.clear()
             self._record = None
-            self.service.populate([self.name])
+            self.config = self.service.ring(self.name)
             self._record = self.service.claim(self.name)
-            self._top_up()
+            if self.pool_size:
+                with contextlib.suppress(StoreUnavailable):  # the next request retries
+                    self._top_up(self._pool(""))
             return self._record
 
     def deactivate(self, give_back: bool = True) -> int:
-        """Stop serving: drop the pool, giving its codes back to the ring when
-        ``give_back`` and nothing else wrote since. Returns the codes given back."""
-        self.settle()  # a background top-up lands in the pool first, then goes back with it
+        """Stop serving: drop the pools, giving their codes back when ``give_back`` and
+        nothing else wrote since. Returns the codes given back."""
+        self.settle()  # top-ups in flight land first, then go back with the rest
         with self._mutex:
-            record, codes = self._record, len(self._pool)
-            self._pool.clear()
+            record, pools = self._record, list(self._pools.values())
+            self._pools.clear()
             self._record = None
-        if not give_back or record is None or not codes:
+        if not give_back or record is None:
             return 0
-        try:
-            returned = self.service.give_back(
-                self.name, codes, epoch=record.epoch, version=record.version
-            )
-        except CoderRingError:
-            return 0  # unreachable database: the codes are lost, never repeated
-        return codes if returned else 0
+        return sum(self._give_back(record, pool) for pool in pools)
 
-    def get_codes(
-        self, count: int, extra: str = "", bump: bool = False, *, top_up: bool = True
-    ) -> list[str]:
-        """``count`` codes, served from the pool where RING.md allows it.
+    def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
+        """``count`` codes of ``extra``, served from its pool where the ring allows it.
 
-        Bad arguments are refused before the pool is touched, and a failed draw leaves
-        the pool as it was: an error changes nothing. With ``top_up=False`` the pool is
-        not topped up here; the caller does it with :meth:`top_up_if_low` once the codes
-        are on their way (so no request waits for a refill).
+        Arguments are checked first, and a failed draw leaves the pool as it was: an
+        error changes nothing. The pool is not topped up here: call
+        :meth:`top_up_if_low` once the codes are on their way (no request waits for it).
         """
         check_count(count)
         check_extra(extra)
         check_bump(bump)
-        if len(self._pool) < count:
-            # A draw now would supersede a top-up in flight and lose its codes: wait.
-            self.settle()
+        pool = self._pools.get(extra)
+        if pool is not None and len(pool.codes) < count:
+            self._settle(pool)  # a top-up in flight may bring what is missing
         with self._mutex:
             record = self._holding()
-            if bump or extra != record.extra:
-                # A new cycle or a new extra: the pooled codes belong to the old one and
-                # are dropped, never handed out; the draw goes straight to the ring.
-                codes = self._draw(count, extra=extra, bump=bump)
-                self._pool.clear()
-            elif count <= len(self._pool):
-                codes = [self._pool.popleft() for _ in range(count)]
+            pool = self._pool(extra)
+            if bump:
+                # A new cycle: the pooled codes belong to the old one, whose unissued rest
+                # the bump abandons anyway; they are dropped, never handed out.
+                drawn = self._draw(record, pool, count, bump=True)
+                pool.codes.clear()
+                codes = drawn.codes
+            elif count <= len(pool.codes):
+                codes = [pool.codes.popleft().code for _ in range(count)]
             else:
                 # Draw the rest first: if that fails, the pooled codes stay pooled.
-                rest = self._draw(count - len(self._pool), extra=extra)
-                codes = [*self._pool, *rest]
-                self._pool.clear()
-            if top_up:
-                self._top_up_after_serving()
+                drawn = self._draw(record, pool, count - len(pool.codes))
+                codes = [entry.code for entry in pool.codes] + drawn.codes
+                pool.codes.clear()
             return codes
 
-    def get_code(self, extra: str = "", bump: bool = False, *, top_up: bool = True) -> str:
+    def get_code(self, extra: str = "", bump: bool = False) -> str:
         """One code (see :meth:`get_codes`)."""
-        return self.get_codes(1, extra, bump, top_up=top_up)[0]
+        return self.get_codes(1, extra, bump)[0]
 
-    def top_up_if_low(self) -> None:
-        """Top the pool up in the background if it is below half; returns at once.
+    def top_up_if_low(self, extra: str = "") -> None:
+        """Top ``extra``'s pool up in the background if it is below half; returns at once.
 
         The draw runs outside the serving mutex, so requests go on being served from the
-        pool meanwhile. Its codes join the pool only if nothing else wrote to the ring
-        since it started; otherwise they are dropped (issued, so lost, never repeated).
-        Errors are logged: the next request meets them again and reports them.
+        pool meanwhile. Errors are logged: the next request meets them and reports them.
         """
         with self._mutex:
-            if self._record is None or self._refilling() or len(self._pool) * 2 >= self.pool_size:
+            pool = self._pools.get(extra)
+            if (
+                self._record is None
+                or pool is None
+                or (pool.refill is not None and not pool.refill.done())
+                or len(pool.codes) * 2 >= self.pool_size
+            ):
                 return
-            if self._refiller is None:
-                self._refiller = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
-            self._refill = self._refiller.submit(self._refill_in_background)
+            pool.refill = self._background().submit(self._refill_in_background, pool)
 
-    def _refilling(self) -> bool:
-        pending = self._refill
-        return pending is not None and not pending.done()
-
-    def settle(self, timeout: float = 30.0) -> None:
-        """Wait until a background top-up (if one runs) has finished."""
-        pending = self._refill
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                pending.result(timeout=timeout)
-
-    def _refill_in_background(self) -> None:
-        with self._mutex:
-            record, pooled = self._record, len(self._pool)
-        missing = self.pool_size - pooled
-        if record is None or missing <= 0 or (pooled and record.boundary == 0):
-            return
-        try:
-            # Only from the very state the record shows: a draw planned from a stale
-            # record could start over with an old extra and repeat codes.
-            drawn = self.service.draw(
-                self.name,
-                missing,
-                extra=record.extra,
-                epoch=record.epoch,
-                within_cycle=True,
-                expect_version=record.version,
-            )
-        except Superseded:
-            return  # something wrote since; the next request's top-up tries again
-        except CoderRingError as error:
-            log.warning("ring %s: pool top-up failed: %s", self.name, error)
-            if isinstance(error, Fenced):
-                with self._mutex:
-                    if self._record is record:
-                        self._pool.clear()
-                        self._record = None
-            return
-        with self._mutex:
-            # Every write replaces the record: the same object means the new codes sit
-            # just below the pooled ones, so the pool stays one block a give-back can
-            # return.
-            if self._record is not record:
-                log.warning(
-                    "ring %s: %d codes drawn ahead dropped: the ring changed meanwhile",
-                    self.name,
-                    len(drawn.codes),
-                )
-                return
-            self._record = drawn.record
-            self._pool.extend(drawn.codes)
+    def settle(self) -> None:
+        """Wait until every top-up in flight has landed."""
+        for pool in list(self._pools.values()):
+            self._settle(pool)
 
     def refill(self) -> int:
-        """Top the pool up to ``pool_size`` (beat's periodic refill); returns codes drawn."""
-        self.settle()
-        with self._mutex:
-            self._holding()
-            return self._top_up()
-
-    def reset(self) -> RingRecord:
-        """Start the ring over (first cycle, no extra), fenced with this server's epoch."""
+        """Top every pool up to ``pool_size`` now (beat's periodic refill); codes drawn."""
         self.settle()
         with self._mutex:
             record = self._holding()
-            self._pool.clear()
+            if "" not in self._pools:
+                self._pool("")
+            drawn = 0
+            for pool in list(self._pools.values()):
+                drawn += self._top_up(pool, record)
+            return drawn
+
+    def reset(self) -> RingRecord:
+        """Start every extra of the ring over, fenced with this server's epoch (the server
+        keeps serving, with empty pools)."""
+        self.settle()
+        with self._mutex:
+            record = self._holding()
+            self._pools.clear()
             try:
                 self._record = self.service.reset(self.name, epoch=record.epoch)
             except Fenced:
@@ -217,50 +233,153 @@ class RingServer:
                 raise
             return self._record
 
+    def still_current(self, stored: RingRecord | None = None) -> bool:
+        """Whether this server's epoch is still the ring's (``stored``: the ring's row if
+        the caller read it already). If not (an operator reset or rebuilt the ring, or
+        another holder claimed it), drop the pools at once, so no code of the old state
+        is served, and return False."""
+        record = self._record
+        if record is None:
+            return False
+        if stored is None:
+            stored = self.service.store.ring_record(self.name)
+        if stored is not None and stored.epoch <= record.epoch:
+            return True
+        with self._mutex:
+            if self._record is record:
+                self._pools.clear()
+                self._record = None
+        return False
+
+    def close(self) -> None:
+        """Stop this server's own top-up thread, if it made one."""
+        if self._own_executor is not None:
+            self._own_executor.shutdown(wait=True)
+
+    # ----------------------------------------------------------------------------------
+
     def _holding(self) -> RingRecord:
         if self._record is None:
             raise NotHolding(f"this worker does not hold ring {self.name!r}")
         return self._record
 
+    def _background(self) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        if self._own_executor is None:
+            self._own_executor = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
+        return self._own_executor
+
+    def _settle(self, pool: _ExtraPool) -> None:
+        pending = pool.refill
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result(timeout=SETTLE_TIMEOUT)
+
+    def _pool(self, extra: str) -> _ExtraPool:
+        """``extra``'s pool, made when new (mutex held); evicts the least recently used."""
+        pool = self._pools.get(extra)
+        if pool is None:
+            pool = self._pools[extra] = _ExtraPool(extra)
+            while len(self._pools) > MAX_POOLED_EXTRAS:
+                _, evicted = self._pools.popitem(last=False)
+                record = self._record
+                if record is not None:
+                    self._background().submit(self._give_back, record, evicted)
+        self._pools.move_to_end(extra)
+        return pool
+
     def _draw(
-        self, count: int, *, extra: str, bump: bool = False, within_cycle: bool = False
-    ) -> list[str]:
-        record = self._holding()
+        self,
+        record: RingRecord,
+        pool: _ExtraPool,
+        count: int,
+        *,
+        bump: bool = False,
+        within_cycle: bool = False,
+    ) -> Drawn:
+        """A fenced draw for ``pool``'s extra (mutex held); a fence drops every pool."""
         try:
-            drawn = self.service.draw(
-                self.name,
+            drawn = self.service.draw_checked(
+                self.config,
                 count,
-                extra=extra,
+                extra=pool.extra,
                 bump=bump,
                 epoch=record.epoch,
                 within_cycle=within_cycle,
             )
         except Fenced:
-            self._pool.clear()
+            self._pools.clear()
             self._record = None
             raise
-        self._record = drawn.record
-        return drawn.codes
+        pool.land(drawn)
+        return drawn
 
-    def _top_up_after_serving(self) -> None:
-        # The codes in hand are committed as issued: a top-up that fails because the
-        # database is down must not keep them from the caller, or they would be lost.
-        # The next request draws (and reports the failure) once the pool runs dry.
-        # Fenced still propagates: the ring was taken over and the caller must know.
+    def _top_up(self, pool: _ExtraPool, record: RingRecord | None = None) -> int:
+        """Fill ``pool`` to ``pool_size`` within its cycle (mutex held); codes drawn."""
+        record = record or self._holding()
+        missing = self.pool_size - len(pool.codes)
+        if missing <= 0 or (pool.codes and pool.boundary == 0):
+            # A used-up cycle: the pool must not straddle two cycles (its codes could
+            # not be given back), so the next cycle starts once the pool is empty.
+            return 0
+        drawn = self._draw(record, pool, missing, within_cycle=True)
+        self._add(pool, drawn)
+        return len(drawn.codes)
+
+    def _refill_in_background(self, pool: _ExtraPool) -> None:
+        with self._mutex:
+            record = self._record
+            missing = self.pool_size - len(pool.codes)
+            if (
+                record is None
+                or self._pools.get(pool.extra) is not pool
+                or missing <= 0
+                or (pool.codes and pool.boundary == 0)
+            ):
+                return
         try:
-            self._top_up(only_below_half=True)
-        except StoreUnavailable as error:
+            drawn = self.service.draw_checked(
+                self.config, missing, extra=pool.extra, epoch=record.epoch, within_cycle=True
+            )
+        except CoderRingError as error:
             log.warning("ring %s: pool top-up failed: %s", self.name, error)
+            if isinstance(error, Fenced):
+                with self._mutex:
+                    if self._record is record:
+                        self._pools.clear()
+                        self._record = None
+            return
+        with self._mutex:
+            if self._record is not record or self._pools.get(pool.extra) is not pool:
+                # Dropped meanwhile: the codes are issued, so they are lost, never repeated.
+                log.warning(
+                    "ring %s: %d codes drawn ahead dropped: the pool was dropped meanwhile",
+                    self.name,
+                    len(drawn.codes),
+                )
+                return
+            pool.land(drawn)
+            self._add(pool, drawn)
 
-    def _top_up(self, only_below_half: bool = False) -> int:
-        record = self._holding()
-        missing = self.pool_size - len(self._pool)
-        if missing <= 0 or (only_below_half and len(self._pool) * 2 >= self.pool_size):
+    @staticmethod
+    def _add(pool: _ExtraPool, drawn: Drawn) -> None:
+        pool.codes.extend(
+            _Pooled(code, value, position, cycle)
+            for code, value, position, cycle in zip(
+                drawn.codes, drawn.values, drawn.positions, drawn.cycles, strict=True
+            )
+        )
+
+    def _give_back(self, record: RingRecord, pool: _ExtraPool) -> int:
+        values = pool.returnable()
+        if not values:
             return 0
-        if self._pool and record.boundary == 0:
-            # The cycle is used up: the pool must not straddle two cycles (a give-back
-            # could not return it), so the next cycle starts once the pool is empty.
-            return 0
-        codes = self._draw(missing, extra=record.extra, within_cycle=True)
-        self._pool.extend(codes)
-        return len(codes)
+        try:
+            returned = self.service.give_back(
+                self.name, pool.extra, values, epoch=record.epoch, version=pool.version
+            )
+        except CoderRingError as error:
+            log.warning("ring %s: cannot give codes back: %s", self.name, error)
+            return 0  # the codes are lost, never repeated
+        return len(values) if returned else 0

@@ -1,56 +1,33 @@
 """The engine's entry point: rings as configured, on a store, with input checked.
 
 >>> rings = RingService.from_settings(Settings.from_env())
->>> rings.migrate(); rings.populate()
+>>> rings.migrate()
 >>> rings.get_code("widget")
 '8CH4'
+
+Every public method checks its arguments before anything is read or written
+(:class:`~coder_ring.errors.InvalidInput` naming the bad value), and is one store
+transaction, so any number of threads and processes may call at once.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
 
+from coder_ring import operations
 from coder_ring.config import RingConfig
 from coder_ring.errors import UnknownRing
+from coder_ring.profanity import space_of
 from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
-from coder_ring.sql.store import SqlStore
-from coder_ring.store import Drawn, ProgressCallback, RingRecord, Store
+from coder_ring.status import RingStatus, ring_status
+from coder_ring.store import Drawn, RingRecord, Store
 from coder_ring.validation import check_bump, check_count, check_extra
 
 
-@dataclass(frozen=True)
-class RingStatus:
-    """What ``status`` reports for one ring."""
-
-    ring: str
-    base_length: int
-    profanity_filter: bool
-    total_codes: int
-    remaining_in_cycle: int
-    cycle: int
-    uniquizer: str
-    extra: str
-    epoch: int
-    filled: bool
-
-    @property
-    def percent_used(self) -> float:
-        """Share of this cycle's codes already issued, in percent."""
-        if not self.total_codes:
-            return 0.0
-        return 100.0 * (self.total_codes - self.remaining_in_cycle) / self.total_codes
-
-    def as_dict(self) -> dict[str, object]:
-        """A plain dict (JSON-friendly)."""
-        return dict(self.__dict__)
-
-
 class RingService:
-    """Draws codes from configured rings. Thread-safe: every call is one store transaction.
+    """Draws codes from configured rings. Thread-safe.
 
     ``randbelow`` draws the Fisher-Yates picks; the default uses the OS's randomness so
     the order of codes cannot be predicted from earlier codes.
@@ -63,12 +40,14 @@ class RingService:
         randbelow: RandBelow = secrets.randbelow,
     ) -> None:
         self.store = store
-        self.rings = dict(rings)
+        self.rings: dict[str, RingConfig] = dict(rings)
         self.randbelow = randbelow
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RingService:
-        """A service on ``settings.database_url`` serving the rings of ``settings.config_path``."""
+        """A service on ``settings.database_url`` serving the rings of the rings file."""
+        from coder_ring.sql.store import SqlStore
+
         rings = settings.load_rings()
         return cls(SqlStore(settings.database_url), rings)
 
@@ -84,32 +63,30 @@ class RingService:
         chosen = list(names or [])
         return [self.ring(name) for name in chosen] if chosen else list(self.rings.values())
 
+    def reload(self, rings: Mapping[str, RingConfig]) -> None:
+        """Serve ``rings`` from now on (the rings file changed)."""
+        self.rings = dict(rings)
+
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""
         self.store.migrate()
 
-    def populate(
-        self, names: Iterable[str] | None = None, progress: ProgressFactory | None = None
-    ) -> dict[str, int]:
-        """Fill each ring (all configured by default) that is not filled yet.
+    def populate(self, names: Iterable[str] | None = None) -> dict[str, RingRecord]:
+        """Make sure each ring (all configured by default) has its row, and that its shape
+        matches the rings file. Rings need no fill: this writes one row per new ring."""
+        return {ring.name: operations.register(self.store, ring) for ring in self.select(names)}
 
-        Returns ring -> rows written (0 for a ring that was already filled).
-        """
-        written = {}
-        for ring in self.select(names):
-            written[ring.name] = self.store.fill(ring, progress(ring) if progress else None)
-        return written
-
-    def rebuild(self, name: str, progress: ProgressCallback | None = None) -> int:
+    def rebuild(self, name: str) -> RingRecord:
         """Restart ring ``name`` with the shape the rings file gives it now.
 
-        An operator's act: the table is filled anew and the first cycle starts over, so
-        codes issued before may be issued again.
+        An operator's act: every extra starts over at its first cycle, so codes issued
+        before may be issued again; the holder is fenced.
         """
-        return self.store.rebuild(self.ring(name), progress)
+        return operations.rebuild(self.store, self.ring(name))
 
     def get_code(self, name: str, extra: str = "", bump: bool = False) -> str:
-        """One code from ring ``name`` (see RING.md for ``extra`` and ``bump``)."""
+        """One code from ring ``name`` (``extra``: a prefix with its own cycle; ``bump``:
+        start the next cycle of that extra first)."""
         return self.draw(name, 1, extra=extra, bump=bump).codes[0]
 
     def get_codes(self, name: str, count: int, extra: str = "", bump: bool = False) -> list[str]:
@@ -125,14 +102,29 @@ class RingService:
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
-        expect_version: int | None = None,
     ) -> Drawn:
         """Draw with every argument checked first; the full store result."""
         ring = self.ring(name)
         check_count(count)
         check_extra(extra)
         check_bump(bump)
-        return self.store.draw(
+        return self.draw_checked(
+            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
+        )
+
+    def draw_checked(
+        self,
+        ring: RingConfig,
+        count: int,
+        *,
+        extra: str = "",
+        bump: bool = False,
+        epoch: int | None = None,
+        within_cycle: bool = False,
+    ) -> Drawn:
+        """:meth:`draw` for arguments its caller checked already (a pool server)."""
+        return operations.draw(
+            self.store,
             ring,
             count,
             self.randbelow,
@@ -140,58 +132,34 @@ class RingService:
             bump=bump,
             epoch=epoch,
             within_cycle=within_cycle,
-            expect_version=expect_version,
         )
 
     def claim(self, name: str) -> RingRecord:
         """Take ring ``name`` over: a new epoch fences every earlier holder's writes."""
-        return self.store.claim(self.ring(name))
+        return operations.claim(self.store, self.ring(name))
 
-    def give_back(self, name: str, count: int, *, epoch: int, version: int) -> bool:
-        """Return ``count`` drawn-ahead codes if nothing drew since (see Store.give_back)."""
-        self.ring(name)
-        return self.store.give_back(name, count, epoch=epoch, version=version)
+    def give_back(
+        self, name: str, extra: str, values: Sequence[int], *, epoch: int, version: int
+    ) -> bool:
+        """Return drawn-ahead codes (their ``values``, last drawn first) just above the
+        boundary of ``extra`` if nothing wrote to it since ``version``."""
+        return operations.give_back(
+            self.store, self.ring(name), extra, values, epoch=epoch, version=version
+        )
 
     def reset(self, name: str, *, epoch: int | None = None) -> RingRecord:
-        """Start ring ``name`` over (first cycle, no extra). May repeat earlier codes."""
-        return self.store.reset(self.ring(name), epoch=epoch)
+        """Start every extra of ring ``name`` over. May repeat earlier codes."""
+        return operations.reset(self.store, self.ring(name), epoch=epoch)
 
     def status(self, name: str) -> RingStatus:
-        """Where ring ``name`` stands."""
+        """Where ring ``name`` stands in the database (holder and pool unknown here)."""
         ring = self.ring(name)
-        record = self.store.record(name)
-        if record is None:
-            return RingStatus(
-                ring=name,
-                base_length=ring.base_length,
-                profanity_filter=ring.profanity_filter,
-                total_codes=0,
-                remaining_in_cycle=0,
-                cycle=0,
-                uniquizer="",
-                extra="",
-                epoch=0,
-                filled=False,
-            )
-        return RingStatus(
-            ring=name,
-            base_length=record.base_length,
-            profanity_filter=record.profanity_filter,
-            total_codes=record.total_codes,
-            remaining_in_cycle=record.boundary,
-            cycle=record.cycle,
-            uniquizer=record.uniquizer,
-            extra=record.extra,
-            epoch=record.epoch,
-            filled=record.filled,
-        )
+        record = self.store.ring_record(name)
+        extras = self.store.extra_records(name) if record is not None else []
+        stored = self.store.stored_positions(name) if record is not None else 0
+        total = space_of(ring.base_length, ring.profanity_filter).total
+        return ring_status(ring, record, extras, stored, total)
 
     def close(self) -> None:
         """Release the store's connections."""
         self.store.dispose()
-
-
-class ProgressFactory(Protocol):
-    """Makes the progress callback of one ring's fill."""
-
-    def __call__(self, ring: RingConfig) -> ProgressCallback: ...

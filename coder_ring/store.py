@@ -1,116 +1,154 @@
 """The store interface: what the engine needs from a database, and its atomicity.
 
-Every method is atomic: it commits all of its effect or none of it. In particular:
+A store gives one thing: a ring's state, locked, inside a transaction
+(:meth:`Store.locked`). Every operation of :mod:`coder_ring.operations` runs in one
+such transaction, so each commits all of its effect or none of it:
 
-* :meth:`Store.draw` reads the ring's state under an exclusive lock on its row
-  (``SELECT ... FOR UPDATE`` on PostgreSQL, an immediate write transaction on
-  SQLite), reads the positions it needs in one query, swaps in memory, writes the
-  changed positions in one statement and the new state, and commits: a crash at
-  any point issues nothing, and concurrent draws on one ring are serialized, so
-  no code is issued twice within a cycle.
-* Writes that carry an ``epoch`` compare it with the stored epoch inside that same
-  transaction and raise :class:`~coder_ring.errors.Fenced` (writing nothing) when it
-  differs. :meth:`Store.claim` increments the epoch under the same row lock, so
-  after a claim commits no write of an older epoch can commit.
-* :meth:`Store.fill` writes the whole table and sets ``filled`` in one transaction
-  under the row lock: a killed fill leaves no row and an unfilled ring, and a second
-  concurrent fill waits, then finds the ring filled and writes nothing.
-* :meth:`Store.give_back` is one compare-and-set statement on (epoch, version).
+* The lock is exclusive and per ring (``SELECT ... FOR UPDATE`` of the ring's row on
+  PostgreSQL, an immediate write transaction on SQLite, a mutex in memory): two
+  draws of one ring, whatever their extras, never interleave, so no code is issued
+  twice, and the first use of two clashing extras is decided one at a time.
+* A crash at any point before the commit issues nothing.
+* Writes that carry an ``epoch`` compare it with the stored epoch under that lock and
+  raise :class:`~coder_ring.errors.Fenced` (writing nothing) when it differs; a claim
+  increments the epoch under the same lock, so once it commits no write of an older
+  epoch can commit.
+* Every committed write gives the ring a new ``version`` (a counter that only grows)
+  and stamps it on the extra it wrote. A give-back compares the extra's version with
+  the one its caller last saw: it succeeds only if nothing wrote to that extra since.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from coder_ring.alphabet import uniquizer
-from coder_ring.config import RingConfig
-from coder_ring.shuffle import CycleState, RandBelow
 
 
 @dataclass(frozen=True)
 class RingRecord:
-    """A ring's stored state row."""
+    """A ring's stored row: its shape, its fencing epoch and its version counter."""
 
     name: str
     base_length: int
     profanity_filter: bool
     total_codes: int
-    boundary: int
-    cycle: int
-    extra: str
     epoch: int
     version: int
-    filled: bool
+
+
+@dataclass(frozen=True)
+class ExtraRecord:
+    """One (ring, extra)'s stored cycle state.
+
+    ``version`` is the ring's version at this extra's last write; ``issued`` counts the
+    codes ever issued with this extra (codes given back are not counted).
+    """
+
+    extra: str
+    boundary: int
+    cycle: int
+    version: int
+    issued: int
 
     @property
     def uniquizer(self) -> str:
         """Prefix of the codes of the current cycle."""
         return uniquizer(self.cycle)
 
-    def cycle_state(self) -> CycleState:
-        """The part of the record the shuffle maths works on."""
-        return CycleState(self.total_codes, self.boundary, self.cycle, self.extra)
-
 
 @dataclass(frozen=True)
 class Drawn:
-    """The codes of one committed draw, in issue order, and the ring's state after it."""
+    """The codes of one committed draw, in issue order, and the state after it.
+
+    ``values[i]``, ``positions[i]`` and ``cycles[i]`` say what ``codes[i]`` was rendered
+    from and where it sat in which cycle: a pool keeps them to give codes back exactly.
+    """
 
     codes: list[str]
+    values: list[int]
+    positions: list[int]
+    cycles: list[int]
+    ring: RingRecord
+    extra: ExtraRecord
+
+
+@dataclass(frozen=True)
+class PositionChanges:
+    """Storage changes of one (ring, extra): drop every stored position first when
+    ``wipe``, then delete ``deletes`` and store ``upserts`` (position -> value)."""
+
+    wipe: bool
+    upserts: Mapping[int, int]
+    deletes: Sequence[int]
+
+
+class LockedRing(Protocol):
+    """One ring, locked, inside a transaction. Everything it writes commits together
+    when the ``with`` block of :meth:`Store.locked` ends without an exception."""
+
     record: RingRecord
+
+    def extra(self, extra: str) -> ExtraRecord | None:
+        """The stored state of ``extra``, or None if the ring never used it."""
+
+    def related_extras(self, extra: str, prefixes: Sequence[str]) -> list[str]:
+        """The ring's used extras that are in ``prefixes`` or that start with ``extra``
+        (longer than it): the candidates of an ambiguity."""
+
+    def extras(self) -> list[ExtraRecord]:
+        """Every extra the ring used."""
+
+    def read_positions(self, extra: str, positions: set[int]) -> dict[int, int]:
+        """The stored values among ``positions`` (absent ones hold their own position)."""
+
+    def write_extra(self, state: ExtraRecord, changes: PositionChanges) -> None:
+        """Store ``state`` (inserting the extra if new) and apply ``changes``."""
+
+    def write_ring(self, record: RingRecord) -> None:
+        """Store the ring's row (shape, epoch, version)."""
+
+    def drop_extras(self) -> None:
+        """Forget every extra of the ring and their positions."""
 
 
 class Store(Protocol):
-    """Persistence of rings. Implementations: :class:`coder_ring.sql.store.SqlStore`."""
+    """Persistence of rings: :class:`coder_ring.sql.store.SqlStore` (PostgreSQL and
+    SQLite) and :class:`coder_ring.memory_store.MemoryStore`."""
+
+    #: "postgresql", "sqlite" or "memory".
+    dialect: str
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent, safe to run concurrently)."""
 
-    def register(self, ring: RingConfig) -> RingRecord:
-        """The ring's state row, inserted (unfilled) when absent."""
+    def locked(
+        self, name: str, create: RingRecord | None = None, extra: str | None = None
+    ) -> AbstractContextManager[LockedRing | None]:
+        """A transaction holding ring ``name``'s lock; yields None when the ring has no
+        row, unless ``create`` is given: then that row is inserted first (if absent).
+        ``extra``: an extra the caller will read (a store may fetch it with the lock)."""
 
-    def fill(self, ring: RingConfig, progress: ProgressCallback | None = None) -> int:
-        """Fill the ring's table if it is not filled; returns the rows written (0 if none)."""
+    def ring_record(self, name: str) -> RingRecord | None:
+        """The ring's row without locking it, or None."""
 
-    def rebuild(self, ring: RingConfig, progress: ProgressCallback | None = None) -> int:
-        """Drop the ring's table and state and fill it anew for ``ring`` (an operator's act)."""
+    def ring_records(self, names: Sequence[str]) -> dict[str, RingRecord]:
+        """The rows of ``names`` that exist, in one read (a worker checks its epochs)."""
 
-    def draw(
-        self,
-        ring: RingConfig,
-        count: int,
-        randbelow: RandBelow,
-        *,
-        extra: str = "",
-        bump: bool = False,
-        epoch: int | None = None,
-        within_cycle: bool = False,
-        expect_version: int | None = None,
-    ) -> Drawn:
-        """Issue ``count`` codes (fewer only with ``within_cycle``) in one transaction.
+    def extra_records(self, name: str) -> list[ExtraRecord]:
+        """Every extra of the ring, without locking it."""
 
-        With ``expect_version`` the draw commits only if the ring's row is still at that
-        version (else :class:`~coder_ring.errors.Superseded`, nothing written)."""
-
-    def claim(self, ring: RingConfig) -> RingRecord:
-        """Increment the ring's epoch; the returned record carries the new epoch."""
-
-    def give_back(self, name: str, count: int, *, epoch: int, version: int) -> bool:
-        """Return the ``count`` codes just above the boundary to the ring if the stored
-        (epoch, version) still equal the given ones; False (nothing written) otherwise."""
-
-    def reset(self, ring: RingConfig, *, epoch: int | None = None) -> RingRecord:
-        """First cycle, no extra; also increments the epoch unless ``epoch`` is given."""
-
-    def record(self, name: str) -> RingRecord | None:
-        """The ring's state row, or None when it was never registered."""
+    def stored_positions(self, name: str) -> int:
+        """How many positions the ring stores (all extras): its storage footprint."""
 
     def dispose(self) -> None:
         """Close the store's connections."""
 
 
-class ProgressCallback(Protocol):
-    """Told ``(rows_done, rows_total)`` while a fill runs."""
-
-    def __call__(self, done: int, total: int) -> None: ...
+def iter_chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

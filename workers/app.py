@@ -1,85 +1,117 @@
 """The Celery app: ``celery -A workers.app worker|beat|flower``.
 
-Building it reads settings from the environment and connects to nothing.
+:class:`CoderRingApp` is a typed Celery app built from explicit settings; its ring
+tasks are bound to it (never to Celery's thread-local "current app"), so callers in
+any thread -- a web server's request threads, ``asyncio.to_thread`` -- send through
+it. Building it reads settings and connects to nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import threading
+from typing import TYPE_CHECKING
 
 import click
 from celery import Celery
 
 from coder_ring.config import RingConfig
-from workers.names import MISC_QUEUE, RING_TASKS, ring_queue
-from workers.ownership import RingOwnership
+from workers.names import misc_queue
+from workers.registry import RegistryView
 from workers.settings import WorkerSettings
 
-
-def route_ring_task(
-    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
-) -> dict[str, str] | None:
-    """Send every ring task to its ring's queue (also for ``send_task`` by name)."""
-    if name not in RING_TASKS:
-        return None
-    ring = args[0] if args else (kwargs or {}).get("ring")
-    return {"queue": ring_queue(str(ring))}
+if TYPE_CHECKING:
+    from workers.ring_tasks import RingTasks
+    from workers.runtime import WorkerRuntime
 
 
-def create_app(settings: WorkerSettings | None = None, *, set_as_current: bool = True) -> Any:
-    """A Celery app for ``settings`` (default: from the environment)."""
-    settings = settings or WorkerSettings.from_env()
-    app = Celery("coder_ring", set_as_current=set_as_current)
-    app.conf.update(
-        broker_url=settings.broker_url,
-        result_backend=settings.result_backend,
-        broker_connection_retry_on_startup=True,
-        task_default_queue=MISC_QUEUE,
-        task_routes=(route_ring_task,),
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        # A request is acknowledged after it ran: one held by a killed worker goes back
-        # to the queue and is served by the next holder (never twice: see the README).
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        worker_concurrency=1,
-        worker_pool="threads",
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        result_expires=3600,
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout,
-            # Scan for a dead worker's requests every second (kombu's default: 100 s).
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-            "unacked_mutex_expire": max(15, int(settings.visibility_timeout)),
-        },
-        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
-        beat_scheduler="workers.beat:RingRefillScheduler",
-        imports=["workers.tasks"],
-    )
-    app.coder_ring_settings = settings
-    app.coder_ring_runtime = None
-    app.user_options["worker"].add(
-        click.Option(
-            ["--rings"],
-            default="",
-            help="Comma-separated rings this worker may serve (default: all configured).",
+class CoderRingApp(Celery):  # type: ignore[misc]
+    """A Celery app serving coder_ring's rings with ``settings``."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__("coder_ring", set_as_current=False)
+        self.settings = settings
+        #: The ring seats of this process when it is a worker (set by the bootstep).
+        self.runtime: WorkerRuntime | None = None
+        self._rings: tuple[tuple[int, int] | None, dict[str, RingConfig]] | None = None
+        self._rings_mutex = threading.Lock()
+        self._registry: RegistryView | None = None
+        self.conf.update(
+            broker_url=settings.broker_url,
+            result_backend=settings.result_backend,
+            broker_connection_retry_on_startup=True,
+            task_default_queue=misc_queue(settings.namespace),
+            task_serializer="json",
+            result_serializer="json",
+            accept_content=["json"],
+            # A request is acknowledged after it ran: one held by a killed worker goes
+            # back to the queue and is served by the next holder (never twice).
+            task_acks_late=True,
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            worker_concurrency=1,
+            worker_pool="solo",
+            # Events cost the worker's event loop about half its time; flower needs them,
+            # so they are on only where CODER_RING_TASK_EVENTS says (compose: yes).
+            worker_send_task_events=settings.task_events,
+            task_send_sent_event=False,
+            result_expires=3600,
+            broker_transport_options={
+                "visibility_timeout": settings.visibility_timeout,
+                # Scan for a dead worker's requests every second (kombu's default: 100 s).
+                "unacked_restore_interval": 1,
+                "unacked_restore_throttle": 1,
+                "unacked_mutex_expire": max(15, int(settings.visibility_timeout)),
+            },
+            result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+            beat_scheduler="workers.beat:RingRefillScheduler",
         )
-    )
-    app.steps["consumer"].add(RingOwnership)
-    return app
+        self.user_options["worker"].add(
+            click.Option(
+                ["--rings"],
+                default="",
+                help="Comma-separated rings this worker may serve (default: all configured).",
+            )
+        )
+        from workers.ownership import RingOwnership
+        from workers.ring_tasks import register
+
+        self.steps["consumer"].add(RingOwnership)
+        #: The ring tasks, bound to this app.
+        self.ring_tasks: RingTasks = register(self)
+
+    def configured_rings(self) -> dict[str, RingConfig]:
+        """The rings file's rings (read again when the file changes), for caller checks."""
+        path = self.settings.engine.config_path
+        try:
+            stat = os.stat(path)
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        with self._rings_mutex:
+            if self._rings is None or self._rings[0] != stamp:
+                self._rings = (stamp, self.settings.engine.load_rings())
+            return self._rings[1]
+
+    @property
+    def registry(self) -> RegistryView:
+        """This process's cached view of the live workers."""
+        with self._rings_mutex:
+            if self._registry is None:
+                self._registry = RegistryView(self.settings.redis_url, self.settings.namespace)
+            return self._registry
+
+    def close(self) -> None:
+        """Close the app's connections (broker pool, result backend, registry view)."""
+        if self._registry is not None:
+            self._registry.close()
+        super().close()
 
 
-def configured_rings(app: Any) -> dict[str, RingConfig]:
-    """The rings file's rings, read once per app (callers validate against them)."""
-    rings: dict[str, RingConfig] | None = getattr(app, "coder_ring_rings", None)
-    if rings is None:
-        rings = app.coder_ring_settings.engine.load_rings()
-        app.coder_ring_rings = rings
-    return rings
+def create_app(settings: WorkerSettings | None = None) -> CoderRingApp:
+    """A coder_ring app for ``settings`` (default: from the environment)."""
+    return CoderRingApp(settings or WorkerSettings.from_env())
 
 
+#: The app of ``celery -A workers.app``, configured from the environment.
 app = create_app()

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from workers.names import TASK_REFILL, ring_queue
+from workers.names import TASK_REFILL
 
 
 class RingRefillScheduler(PersistentScheduler):  # type: ignore[misc]
@@ -14,7 +14,7 @@ class RingRefillScheduler(PersistentScheduler):  # type: ignore[misc]
 
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        settings = self.app.coder_ring_settings
+        settings = self.app.settings
         interval = settings.refill_interval
         entries: dict[str, dict[str, Any]] = {
             f"coder_ring.refill.{ring}": {
@@ -22,8 +22,8 @@ class RingRefillScheduler(PersistentScheduler):  # type: ignore[misc]
                 "schedule": interval,
                 "args": (ring,),
                 # A refill nobody took within one interval is superseded by the next one.
-                "options": {"queue": ring_queue(ring), "expires": interval},
+                "options": {"expires": interval},
             }
-            for ring in settings.engine.load_rings()
+            for ring in self.app.configured_rings()
         }
         self.update_from_dict(entries)

@@ -1,9 +1,10 @@
-"""A ring's Redis lock: who may serve it. One key per ring, holding the holder's token.
+"""A ring's Redis lock: who may serve it. One key per ring, holding the holder's member id.
 
 Acquire is ``SET NX PX``; renew and release are scripts that act only while the key
-still holds our token, so a holder whose lock expired can never extend or delete
-the next holder's lock. The lock decides who consumes; the database epoch (see
-:mod:`coder_ring.pool`) is what makes a former holder's writes impossible.
+still holds our id, so a holder whose lock expired can never extend or delete the
+next holder's lock. Expiry is Redis's own clock. The lock decides who consumes; the
+database epoch (see :mod:`coder_ring.pool`) is what makes a former holder's writes
+impossible.
 """
 
 from __future__ import annotations
@@ -30,32 +31,45 @@ end
 return 0
 """
 TOKEN_SEPARATOR = "|"
+#: Share of the TTL a holder counts on: the rest covers clock-rate differences.
+SAFE_SHARE = 0.9
 
 
-def new_token(hostname: str | None = None) -> str:
-    """A token unique to this process: ``hostname|pid|random``."""
+def new_member_id(hostname: str | None = None) -> str:
+    """An id unique to this process's life: ``node-name|pid|random``."""
     host = hostname or socket.gethostname()
     return TOKEN_SEPARATOR.join((host, str(os.getpid()), uuid.uuid4().hex[:8]))
 
 
+def as_text(value: str | bytes) -> str:
+    """A Redis reply as text (redis-py types replies as either)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def holder_name(token: str | bytes | None) -> str | None:
-    """The hostname part of a lock token."""
+    """The node-name part of a member id (what status shows as the holder)."""
     if token is None:
         return None
-    text = token.decode() if isinstance(token, bytes) else token
-    return text.split(TOKEN_SEPARATOR, 1)[0]
+    return as_text(token).split(TOKEN_SEPARATOR, 1)[0]
 
 
 class Lease:
     """This process's claim on one ring's lock."""
 
-    def __init__(self, client: redis.Redis, ring: str, token: str, ttl: float) -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str, ring: str, token: str, ttl: float
+    ) -> None:
         self.client = client
-        self.key = lock_key(ring)
+        self.key = lock_key(namespace, ring)
         self.token = token
         self.ttl_ms = max(1, int(ttl * 1000))
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+
+    def holder(self) -> str | None:
+        """The member id holding the lock now, if any."""
+        value = self.client.get(self.key)
+        return None if value is None else as_text(value)
 
     def acquire_or_renew(self) -> float | None:
         """Take or extend the lock. Returns the monotonic time until which it is surely
@@ -64,8 +78,14 @@ class Lease:
         if self._renew(keys=[self.key], args=[self.token, self.ttl_ms]) or self.client.set(
             self.key, self.token, nx=True, px=self.ttl_ms
         ):
-            # 10% margin for clock-rate differences between this host and Redis.
-            return started + 0.9 * self.ttl_ms / 1000
+            return started + SAFE_SHARE * self.ttl_ms / 1000
+        return None
+
+    def renew(self) -> float | None:
+        """Extend the lock only if it is ours (never takes a free one)."""
+        started = time.monotonic()
+        if self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
+            return started + SAFE_SHARE * self.ttl_ms / 1000
         return None
 
     def release(self) -> bool:
@@ -73,6 +93,6 @@ class Lease:
         return bool(self._release(keys=[self.key], args=[self.token]))
 
 
-def current_holder(client: redis.Redis, ring: str) -> str | None:
-    """Hostname of the worker holding ``ring``'s lock, if any."""
-    return holder_name(client.get(lock_key(ring)))
+def current_holder(client: redis.Redis, namespace: str, ring: str) -> str | None:
+    """Node name of the worker holding ``ring``'s lock, if any."""
+    return holder_name(client.get(lock_key(namespace, ring)))

@@ -1,10 +1,10 @@
 """The consumer bootstep that makes a worker consume a ring's queue only while it
-holds the ring's lock.
+serves the ring.
 
 The lease thread (:class:`~workers.runtime.WorkerRuntime`) decides; this step only
-reconciles what the consumer consumes with what the leases say, always on the
-event loop's thread (kombu consumers are not thread-safe): right away through
-``hub.call_soon`` when a lease changes, and every half second as a backstop.
+reconciles what the consumer consumes with what the seats say, always on the event
+loop's thread (kombu consumers are not thread-safe): right away through
+``hub.call_soon`` when a seat changes, and every half second as a backstop.
 """
 
 from __future__ import annotations
@@ -30,22 +30,25 @@ def parse_rings(option: str | None) -> list[str]:
 
 
 class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Consume ``coder_ring.<ring>`` exactly while this worker holds ``<ring>``'s lock."""
+    """Consume ``coder_ring.<namespace>.<ring>`` exactly while this worker serves ``<ring>``."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, c: Any, rings: str | None = None, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
+        from workers.app import CoderRingApp
+
+        app = c.app
+        if not isinstance(app, CoderRingApp):
+            raise SystemExit("error: the ring worker needs the coder_ring app (workers.app)")
         self.consumer = c
         self.timer: Any = None
-        settings = c.app.coder_ring_settings
+        self.prefix = ring_queue(app.settings.namespace, "")
         try:
-            self.runtime = WorkerRuntime(settings, parse_rings(rings), c.hostname)
+            self.runtime = WorkerRuntime(app.settings, parse_rings(rings), c.hostname)
         except CoderRingError as error:
             raise SystemExit(f"error: {error}") from None
-        c.app.coder_ring_runtime = self.runtime
-        # No ring queue is consumed until its lock is won, whatever -Q said.
-        c.app.amqp.queues.deselect([ring_queue(ring) for ring in self.runtime.seats])
+        app.runtime = self.runtime
 
     def start(self, c: Any) -> None:
         hub = c.hub
@@ -70,15 +73,16 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
         self.runtime.stop(give_back=True)
 
     def reconcile(self) -> None:
-        """Start or stop consuming ring queues to match the leases (event loop only)."""
-        consumer = self.consumer
-        if consumer.task_consumer is None:
+        """Start or stop consuming ring queues to match the seats (event loop only)."""
+        task_consumer = self.consumer.task_consumer
+        if task_consumer is None:
             return
-        for ring, seat in self.runtime.seats.items():
-            queue = ring_queue(ring)
-            wanted = seat.holding()
-            consuming = consumer.task_consumer.consuming_from(queue)
-            if wanted and not consuming:
-                consumer.add_task_queue(queue)
-            elif consuming and not wanted:
-                consumer.cancel_task_queue(queue)
+        wanted = {
+            self.prefix + ring for ring, seat in list(self.runtime.seats.items()) if seat.holding()
+        }
+        for queue in sorted(wanted):
+            if not task_consumer.consuming_from(queue):
+                self.consumer.add_task_queue(queue)
+        for queue in sorted({queue.name for queue in task_consumer.queues} - wanted):
+            if queue.startswith(self.prefix) and task_consumer.consuming_from(queue):
+                self.consumer.cancel_task_queue(queue)

@@ -1,5 +1,17 @@
-"""What a ring worker process holds: a seat per ring (lease + pool server), and the
-thread that takes, renews and loses leases independently of Celery's event loop.
+"""What a ring worker process holds, and the thread that keeps it right.
+
+The lease thread runs every TTL/3 (sooner on a notice), independently of Celery's
+event loop and of any task in flight. Each round it:
+
+1. reloads the rings file if it changed (rings added are served, rings removed are
+   handed off, changed ones are claimed again with their new settings);
+2. checks the database when it is failing or was: a worker that cannot reach it for
+   a TTL gives its rings up and backs off, so a healthy standby serves them;
+3. heartbeats its membership, takes a turn as coordinator if elected
+   (:mod:`workers.coordinator`), and reads the assignment;
+4. takes, renews, hands off or loses each ring's lock to follow the assignment;
+5. checks that the epochs of the rings it serves are still its own (an operator's
+   reset or rebuild reaches it here, or at once by a notice).
 
 Nothing here imports Celery; :mod:`workers.ownership` plugs it into the consumer.
 """
@@ -8,92 +20,91 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import redis
 
-from coder_ring.errors import CoderRingError, UnknownRing
+from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
 from coder_ring.pool import RingServer
 from coder_ring.service import RingService
-from workers.lease import Lease, new_token
+from coder_ring.urls import redact_url
+from workers import notices
+from workers.coordinator import Coordinator, read_assignment
+from workers.lease import Lease, as_text, new_member_id
+from workers.membership import MemberInfo, Membership, live_members
+from workers.names import lock_key
+from workers.seat import RingSeat
 from workers.settings import WorkerSettings
 
 log = logging.getLogger("coder_ring.worker")
 
-
-@dataclass
-class RingSeat:
-    """One ring as seen by this worker: its lease and, while held, its pool server."""
-
-    ring: str
-    lease: Lease
-    server: RingServer
-    #: monotonic() time until which the lease is surely ours; 0 when not held.
-    valid_until: float = 0.0
-    closed: bool = False
-    _mutex: threading.Lock = field(default_factory=threading.Lock)
-
-    def holding(self) -> bool:
-        """True while this worker may serve the ring."""
-        return not self.closed and self.valid_until > time.monotonic()
-
-    def recheck(self) -> bool:
-        """Ask Redis now whether the lease is still ours (after a fenced write)."""
-        if self.closed:
-            return False
-        try:
-            until = self.lease.acquire_or_renew()
-        except redis.RedisError:
-            until = None
-        self.valid_until = until or 0.0
-        return until is not None
-
-    def ensure_active(self) -> None:
-        """Claim the ring in the database if this server has not yet (or was fenced)."""
-        if self.server.epoch is None and self.holding():
-            self.server.activate(if_inactive=True)
+#: Rings the coordinator moves per round at most (a join converges over a few rounds).
+MAX_MOVES_PER_ROUND = 10
+#: Longest wait between two attempts to reach a failing database.
+MAX_BACKOFF = 60.0
 
 
 class WorkerRuntime:
-    """The rings one worker process may serve, and the lease thread."""
+    """The rings one worker process may serve, its membership, and the lease thread."""
 
     def __init__(
         self,
         settings: WorkerSettings,
         rings: Iterable[str],
-        hostname: str,
+        node: str,
         service: RingService | None = None,
     ) -> None:
         self.settings = settings
+        self.namespace = settings.namespace
+        self.node = node
         self.service = service or RingService.from_settings(settings.engine)
-        names = list(rings) or list(self.service.rings)
-        for name in names:
+        #: Rings named on the command line (empty: every configured ring).
+        self.restriction = frozenset(rings)
+        for name in sorted(self.restriction):
             self.service.ring(name)  # UnknownRing names the configured rings
         ttl = settings.lock_ttl
-        # Socket timeouts below the renewal period: a hung Redis must not stall renewals
-        # past the lease's validity.
         self.redis = redis.Redis.from_url(
             settings.redis_url, socket_timeout=ttl / 4, socket_connect_timeout=ttl / 4
         )
-        token = new_token(hostname)
-        self.hostname = hostname
-        self.seats = {
-            name: RingSeat(
-                name, Lease(self.redis, name, token, ttl), RingServer(self.service, name)
-            )
-            for name in names
-        }
-        #: Called (from the lease thread) whenever a lease is won or lost.
+        self.member_id = new_member_id(node)
+        self.started = time.time()
+        self.membership = Membership(self.redis, self.namespace, ttl)
+        self.coordinator = Coordinator(
+            self.redis,
+            self.namespace,
+            self.member_id,
+            ttl,
+            settle=ttl,
+            max_moves=MAX_MOVES_PER_ROUND,
+        )
+        self.seats: dict[str, RingSeat] = {}
+        #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
+        #: False while the database cannot be reached: no ring is taken then.
+        self.healthy = False
+        self._failing_since: float | None = None
+        self._backoff = ttl
+        self._retry_at = 0.0
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        # Activations and give-backs wait on a ring's mutex; they run here so that the
-        # lease thread never waits on a slow task or database.
-        self._transitions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ring-seat")
+        self._rings_stamp = self._stamp()
+        # Pool top-ups of every ring; activations, handoffs and give-backs (one at a time,
+        # so the lease thread never waits on a slow task or database).
+        self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
+        self._transitions = ThreadPoolExecutor(1, thread_name_prefix="ring-seat")
+        self._listener = notices.NoticeListener(
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=ttl / 4),
+            self.namespace,
+            self._on_notice,
+        )
+        self._sync_seats()
+
+    # -- public -----------------------------------------------------------------------
 
     def seat(self, ring: str) -> RingSeat:
         """The seat of ``ring``; UnknownRing if this worker does not serve it."""
@@ -103,84 +114,148 @@ class WorkerRuntime:
         return seat
 
     def start(self) -> None:
-        """Start the lease thread (idempotent)."""
+        """Start the lease and notice threads (idempotent)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ring-leases", daemon=True)
             self._thread.start()
+            self._listener.start()
 
     def stop(self, give_back: bool = True) -> None:
-        """Stop serving every ring: give pooled codes back, then release the leases."""
+        """Leave: deregister, then for every ring stop serving, give the pool back and
+        release the lock (in that order: a standby claims only once the codes are home)."""
         self._stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.lock_ttl)
-        for seat in self.seats.values():
+        self._listener.stop()
+        with contextlib.suppress(redis.RedisError):
+            self.membership.leave(self.member_id)
+            self.coordinator.resign()
+        seats = list(self.seats.values())
+        for seat in seats:
             seat.closed = True
-            seat.valid_until = 0.0
         self.on_change()
         self._transitions.shutdown(wait=True)
-        for seat in self.seats.values():
-            # Give back before releasing: a standby may claim only after the codes are home.
-            returned = seat.server.deactivate(give_back=give_back)
-            if returned:
-                log.info("ring %s: gave %d pooled codes back", seat.ring, returned)
-            with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
-                seat.lease.release()
+        for seat in seats:
+            self._let_go(seat, give_back)
+        self.refills.shutdown(wait=True)
         self.redis.close()
         self.service.close()
 
     def lose(self, seat: RingSeat) -> None:
-        """Treat ``seat`` as lost now (fenced by another holder): stop consuming and drop
-        the pool (the server already dropped it if the fenced write was its own)."""
+        """Treat ``seat`` as lost now (another holder took it): stop consuming and drop
+        the pool."""
         seat.valid_until = 0.0
         self.on_change()
         if not seat.closed:
             self._transitions.submit(seat.server.deactivate, True)
 
+    def store_failed(self) -> None:
+        """A request met an unreachable database (the lease thread may give rings up)."""
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            self._wake.set()
+
+    def store_ok(self) -> None:
+        """A request reached the database."""
+        self._failing_since = None
+
+    def info(self) -> MemberInfo:
+        """What this worker publishes about itself."""
+        return MemberInfo(
+            id=self.member_id,
+            node=self.node,
+            pid=os.getpid(),
+            started=self.started,
+            rings=tuple(sorted(name for name, seat in self.seats.items() if not seat.closed)),
+            healthy=self.healthy,
+            database=redact_url(self.settings.engine.database_url),
+            holding=tuple(sorted(name for name, seat in self.seats.items() if seat.held())),
+        )
+
+    # -- the lease thread -------------------------------------------------------------
+
     def _run(self) -> None:
-        self._prepare()
         period = self.settings.lock_ttl / 3
         while not self._stopping.is_set():
-            for seat in self.seats.values():
-                self._tend(seat)
-            self._stopping.wait(period)
-
-    def _prepare(self) -> None:
-        # Fill empty rings before competing for any lock, so that holding a lock rarely
-        # waits on a fill (32^4 codes take about a second). A failure here (database
-        # down, ring shape changed) must not keep the worker from serving: it takes its
-        # locks anyway and callers get the error until it is fixed.
-        try:
-            self.service.migrate()
-        except CoderRingError as error:
-            log.error("cannot migrate the database: %s", error)
-            return
-        for ring in self.seats:
             try:
-                self.service.populate([ring])
-            except CoderRingError as error:
-                log.error("ring %s: cannot populate: %s", ring, error)
+                self._round()
+            except Exception:  # a bug here must not stop renewals for good
+                log.exception("lease round failed")
+            self._wake.wait(period)
+            self._wake.clear()
 
-    def _tend(self, seat: RingSeat) -> None:
-        # Held since the last tend (valid_until is 0 only once a loss was handled). A
-        # lease that lapsed before this renewal (the process was paused, or this thread
-        # starved, past the TTL) is a loss even if the renewal below succeeds: another
-        # worker may have held the ring meanwhile, so the pool is dropped and the ring
-        # claimed anew on the next tend.
-        held = seat.valid_until > 0
-        lapsed = held and not seat.holding()
+    def _round(self) -> None:
+        self._reload_if_changed()
+        self._check_health()
+        assignment: dict[str, str] | None = None
+        live: set[str] = set()
         try:
-            until = seat.lease.acquire_or_renew()
+            self.membership.heartbeat(self.info())
+            members = live_members(self.redis, self.namespace)
+            live = {member.id for member in members if member.healthy}
+            holders = self._holders({ring for member in members for ring in member.rings})
+            before = read_assignment(self.redis, self.namespace)
+            assignment = self.coordinator.round(members, holders) if self.healthy else None
+            if assignment is None:
+                assignment = before
+            elif assignment != before:
+                notices.publish(self.redis, self.namespace, notices.ASSIGNED)
+        except redis.RedisError as error:
+            log.warning("registry unreachable (%s); renewing what this worker holds", error)
+        for seat in list(self.seats.values()):
+            self._tend(seat, assignment, live)
+        self._check_epochs()
+
+    def _holders(self, rings: set[str]) -> dict[str, str]:
+        names = sorted(rings)
+        if not names:
+            return {}
+        values = self.redis.mget([lock_key(self.namespace, ring) for ring in names])
+        return {ring: as_text(value) for ring, value in zip(names, values, strict=True) if value}
+
+    def _tend(self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]) -> None:
+        target = None if assignment is None else assignment.get(seat.ring)
+        # Follow the assignment; a ring assigned to nobody alive may be taken by anyone
+        # (no coordinator yet, or Redis was wiped): the lock decides, the coordinator
+        # then keeps it where it is.
+        wanted = (
+            self.healthy
+            and not seat.closed
+            and (target == self.member_id or target is None or target not in live)
+        )
+        held = seat.held()
+        lapsed = held and seat.valid_until <= time.monotonic()
+        try:
+            if seat.handing_off:
+                until = seat.lease.renew()  # keep it until the pool is home
+            elif wanted:
+                until = seat.lease.acquire_or_renew()
+            elif held:
+                until = seat.lease.renew()
+                if until is not None and not lapsed:
+                    seat.valid_until = until
+                    self._hand_off(seat, f"assigned to {target}" if target else "released")
+                    return
+            else:
+                until = None
         except redis.RedisError as error:
             if held:
                 log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
             until = None
-        if self._stopping.is_set() or seat.closed:
+        if seat.handing_off:
+            seat.valid_until = until or 0.0
+            return
+        if self._stopping.is_set():
             return
         if lapsed:
+            # The lease lapsed before this renewal (the process was paused, or this thread
+            # starved, past the TTL): another worker may have held the ring meanwhile, so
+            # it is a loss even if the renewal worked; the ring is claimed anew next round.
             until = None
         seat.valid_until = until or 0.0
         if until is not None and not held:
-            log.info("ring %s: lock won by %s", seat.ring, self.hostname)
+            log.info("ring %s: lock won by %s", seat.ring, self.node)
             self._transitions.submit(self._activate, seat)
             self.on_change()
         elif until is None and held:
@@ -188,11 +263,158 @@ class WorkerRuntime:
             self._transitions.submit(seat.server.deactivate, True)
             self.on_change()
 
+    def _hand_off(self, seat: RingSeat, why: str) -> None:
+        seat.handing_off = True
+        self.on_change()  # stop consuming the ring's queue now
+        self._transitions.submit(self._finish_hand_off, seat, why)
+
+    def _finish_hand_off(self, seat: RingSeat, why: str) -> None:
+        returned = self._let_go(seat, give_back=True)
+        seat.handing_off = False
+        log.info("ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned)
+        if seat.closed:
+            self.seats.pop(seat.ring, None)
+        self.on_change()
+
+    def _let_go(self, seat: RingSeat, give_back: bool) -> int:
+        """Stop serving ``seat``: wait for the request in flight, give the pool back,
+        release the lock, tell the others."""
+        with seat.serving:
+            returned = seat.server.deactivate(give_back=give_back)
+            was_held = seat.held()
+            seat.valid_until = 0.0
+        if returned:
+            log.info("ring %s: gave %d pooled codes back", seat.ring, returned)
+        if was_held:
+            with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
+                seat.lease.release()
+            notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
+        return returned
+
     def _activate(self, seat: RingSeat) -> None:
         try:
             seat.ensure_active()
+            self.store_ok()
+        except StoreUnavailable as error:
+            self.store_failed()
+            log.error("ring %s: cannot claim (%s)", seat.ring, error)
         except CoderRingError as error:
-            # Requests keep being consumed and get this error until the database is back.
+            # Requests get this error (RingMismatch...) until it is fixed.
+            log.error("ring %s: cannot claim (%s)", seat.ring, error)
+
+    # -- health, epochs, rings file ---------------------------------------------------
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        ttl = self.settings.lock_ttl
+        if self.healthy:
+            failing = self._failing_since
+            if failing is None or now - failing < ttl:
+                return
+            self.healthy = False
+            self._retry_at = now + self._backoff
             log.error(
-                "ring %s: cannot claim (%s); will retry on the next request", seat.ring, error
+                "database %s unreachable for %.1f s: giving every ring up; next try in %.0f s",
+                redact_url(self.settings.engine.database_url),
+                now - failing,
+                self._backoff,
             )
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            for seat in list(self.seats.values()):
+                if seat.held() and not seat.handing_off:
+                    self._hand_off(seat, "database unreachable")
+            return
+        if now < self._retry_at:
+            return
+        try:
+            self.service.migrate()
+        except CoderRingError as error:
+            self._retry_at = now + self._backoff
+            log.error("database not usable (%s); next try in %.0f s", error, self._backoff)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+            return
+        if self._failing_since is not None or self._retry_at:
+            log.info("database reachable again: serving rings")
+        self.healthy, self._failing_since, self._backoff = True, None, ttl
+
+    def _check_epochs(self) -> None:
+        active = [
+            seat for seat in self.seats.values() if seat.holding() and seat.server.epoch is not None
+        ]
+        if not active:
+            return
+        try:
+            records = self.service.store.ring_records([seat.ring for seat in active])
+        except CoderRingError:
+            return  # requests meet the failure and report it
+        for seat in active:
+            record = records.get(seat.ring)
+            if record is not None and not seat.server.still_current(record):
+                log.info(
+                    "ring %s: reset or rebuilt (epoch %d): pool dropped, claiming it again",
+                    seat.ring,
+                    record.epoch,
+                )
+                self._transitions.submit(self._activate, seat)
+
+    def _on_notice(self, kind: str, ring: str) -> None:
+        # Any notice (a ring changed, released or reassigned) is worth a round now.
+        self._wake.set()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.settings.engine.config_path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _reload_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._rings_stamp:
+            return
+        self._rings_stamp = stamp
+        try:
+            rings = self.settings.engine.load_rings()
+        except ConfigError as error:
+            log.error("rings file not reloaded (%s); serving the rings as before", error)
+            return
+        before = self.service.rings
+        self.service.reload(rings)
+        changed = [name for name in self.seats if name in rings and rings[name] != before[name]]
+        added, removed = self._sync_seats()
+        log.info(
+            "rings file reloaded: %d added, %d removed, %d changed",
+            len(added),
+            len(removed),
+            len(changed),
+        )
+        for name in changed:
+            seat = self.seats[name]
+            if seat.held() and not seat.handing_off:
+                self._transitions.submit(self._reclaim, seat)
+
+    def _reclaim(self, seat: RingSeat) -> None:
+        with seat.serving:
+            seat.server.deactivate(give_back=True)
+        self._activate(seat)
+
+    def _sync_seats(self) -> tuple[list[str], list[str]]:
+        """Seats for the configured rings this worker may serve; returns (added, removed)."""
+        configured = set(self.service.rings)
+        wanted = configured & self.restriction if self.restriction else configured
+        added = sorted(wanted - set(self.seats))
+        removed = sorted(name for name in self.seats if name not in wanted)
+        ttl = self.settings.lock_ttl
+        for name in added:
+            lease = Lease(self.redis, self.namespace, name, self.member_id, ttl)
+            self.seats[name] = RingSeat(
+                name, lease, RingServer(self.service, name, executor=self.refills)
+            )
+        for name in removed:
+            seat = self.seats[name]
+            seat.closed = True
+            if seat.held() and not seat.handing_off:
+                self._hand_off(seat, "removed from the rings file")
+            elif not seat.held():
+                self.seats.pop(name, None)
+        return added, removed

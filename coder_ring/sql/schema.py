@@ -1,5 +1,8 @@
-"""The database schema (SQLAlchemy Core). Alembic migrations in
-``coder_ring/sql/migrations`` create it; this module only describes it for queries."""
+"""The database schema (SQLAlchemy Core): the one statement of it.
+
+Alembic migrations in ``coder_ring/sql/migrations`` create and upgrade it; a test
+compares the migrated database with this metadata, so the two cannot drift.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,19 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Integer,
     MetaData,
     SmallInteger,
     String,
     Table,
+    UniqueConstraint,
     func,
 )
 
 metadata = MetaData()
 
-#: One row per ring: its shape, the shuffle boundary, the cycle and the fencing epoch.
+#: One row per ring: its shape, its fencing epoch and its write counter.
 rings_table = Table(
     "coder_ring_rings",
     metadata,
@@ -26,27 +31,51 @@ rings_table = Table(
     Column("name", String(40), nullable=False, unique=True),
     Column("base_length", SmallInteger, nullable=False),
     Column("profanity_filter", Boolean, nullable=False),
-    # Codes in the table once filled (32**base_length minus filtered codes).
-    Column("total_codes", Integer, nullable=False, server_default="0"),
-    # Positions below the boundary hold the codes not yet issued in this cycle.
-    Column("boundary", Integer, nullable=False, server_default="0"),
-    Column("cycle", BigInteger, nullable=False, server_default="0"),
-    Column("extra", String(32), nullable=False, server_default=""),
+    # Codes in one cycle: 32**base_length, minus the profane ones when filtered.
+    Column("total_codes", BigInteger, nullable=False),
     # Fencing token: a write that carries an older epoch is refused.
     Column("epoch", BigInteger, nullable=False, server_default="0"),
-    # Bumped by every write to the row; a give-back compares it to prove nothing drew since.
+    # Grows with every write to the ring; an extra keeps the value of its last write,
+    # which a give-back compares to prove nothing drew since.
     Column("version", BigInteger, nullable=False, server_default="0"),
-    # True only once the whole table was written, in the same transaction as the rows.
-    Column("filled", Boolean, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-#: The permutation of each ring: position -> base code value, keyed by (ring_id, position).
-codes_table = Table(
-    "coder_ring_codes",
+#: One row per (ring, extra): that extra's own cycle.
+extras_table = Table(
+    "coder_ring_extras",
     metadata,
-    Column("ring_id", Integer, primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("value", Integer, nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "ring_id",
+        Integer,
+        ForeignKey("coder_ring_rings.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("extra", String(32), nullable=False),
+    # Positions below the boundary hold the codes not yet issued in this cycle.
+    Column("boundary", BigInteger, nullable=False),
+    Column("cycle", BigInteger, nullable=False, server_default="0"),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    # Codes issued with this extra over all cycles (given-back codes not counted).
+    Column("issued", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("ring_id", "extra", name="uq_coder_ring_extras_ring_extra"),
+)
+
+#: The positions of a cycle whose value differs from the initial order (value = position);
+#: at most one per code issued in the current cycle.
+positions_table = Table(
+    "coder_ring_positions",
+    metadata,
+    Column(
+        "extra_id",
+        Integer,
+        ForeignKey("coder_ring_extras.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", BigInteger, primary_key=True),
+    Column("value", BigInteger, nullable=False),
 )

@@ -1,11 +1,11 @@
 """The SQLAlchemy store: PostgreSQL in production, SQLite embedded.
 
-See :mod:`coder_ring.store` for the atomicity every method gives.
+See :mod:`coder_ring.store` for the atomicity every transaction gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,70 +15,59 @@ from sqlalchemy import (
     Engine,
     Row,
     create_engine,
+    delete,
     event,
+    func,
+    insert,
+    or_,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from coder_ring.alphabet import encode_base, uniquizer
-from coder_ring.config import RingConfig
-from coder_ring.errors import (
-    ConfigError,
-    Fenced,
-    RingMismatch,
-    RingNotReady,
-    SchemaMissing,
-    StoreUnavailable,
-    Superseded,
-)
-from coder_ring.profanity import kept_values
-from coder_ring.shuffle import RandBelow, apply_steps, plan_draw
+from coder_ring.errors import ConfigError, SchemaMissing, StoreUnavailable
 from coder_ring.sql.dialects import DialectOps, PostgresOps, SqliteOps
 from coder_ring.sql.migrations.heads import schema_at_head
-from coder_ring.sql.schema import rings_table
-from coder_ring.store import Drawn, ProgressCallback, RingRecord
+from coder_ring.sql.schema import extras_table, positions_table, rings_table
+from coder_ring.store import ExtraRecord, PositionChanges, RingRecord
+from coder_ring.urls import redact_url
 
 #: Key of the PostgreSQL advisory lock that serializes concurrent migrations.
 MIGRATION_LOCK_KEY = 0x636F_6465_7272  # "coderr"
-_MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_RECORD_COLUMNS = (
-    rings_table.c.id,
-    rings_table.c.name,
-    rings_table.c.base_length,
-    rings_table.c.profanity_filter,
-    rings_table.c.total_codes,
-    rings_table.c.boundary,
-    rings_table.c.cycle,
-    rings_table.c.extra,
-    rings_table.c.epoch,
-    rings_table.c.version,
-    rings_table.c.filled,
-)
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_URL_EXAMPLES = "e.g. postgresql://user@host:5432/db or sqlite:///path/to/file.db"
+_RING = rings_table.c
+_EXTRA = extras_table.c
 
 
-def make_engine(database_url: str) -> Engine:
-    """A SQLAlchemy engine for ``database_url`` (PostgreSQL via psycopg 3, or SQLite)."""
+def parse_database_url(database_url: str) -> URL:
+    """``database_url`` parsed, with PostgreSQL on psycopg 3; :class:`ConfigError` (the
+    password masked) for anything else than a well-formed PostgreSQL or SQLite URL."""
     try:
         url = make_url(database_url)
-    except ArgumentError:
+        url.port  # noqa: B018 - a bad port (":5x32") only fails when read
+    except (ArgumentError, ValueError):
         raise ConfigError(
-            f"invalid database URL {database_url!r}: expected e.g. "
-            "postgresql://user@host:5432/db or sqlite:///path/to/file.db"
+            f"invalid database URL {redact_url(database_url)!r}: expected {_URL_EXAMPLES}"
         ) from None
     backend = url.get_backend_name()
     if backend in {"postgresql", "postgres"}:
-        url = url.set(drivername="postgresql+psycopg")
-    elif backend != "sqlite":
+        return url.set(drivername="postgresql+psycopg")
+    if backend != "sqlite":
         raise ConfigError(
-            f"unsupported database URL {url.render_as_string(hide_password=True)!r}: "
-            "use postgresql://... or sqlite:///..."
+            f"unsupported database URL {redact_url(database_url)!r}: use postgresql://... "
+            "or sqlite:///..."
         )
+    return url
+
+
+def make_engine(database_url: str) -> Engine:
+    """A SQLAlchemy engine for ``database_url`` (connects to nothing yet)."""
+    url = parse_database_url(database_url)
     try:
-        if backend == "sqlite":
+        if url.get_backend_name() == "sqlite":
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
@@ -87,7 +76,9 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _postgres_on_connect)
         return engine
     except (ArgumentError, NoSuchModuleError) as error:
-        raise ConfigError(f"invalid database URL {database_url!r}: {error}") from None
+        raise ConfigError(
+            f"invalid database URL {redact_url(database_url)!r}: {type(error).__name__}"
+        ) from None
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -119,19 +110,28 @@ class SqlStore:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        self.dialect = self.engine.dialect.name
+        self.dialect: str = self.engine.dialect.name
         self._ops: DialectOps = PostgresOps() if self.dialect == "postgresql" else SqliteOps()
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
 
+    @property
+    def where(self) -> str:
+        """The database URL, password masked (for messages)."""
+        return redact_url(self.engine.url.render_as_string(hide_password=False))
+
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction; database errors become :class:`SchemaMissing`
+        or :class:`StoreUnavailable` with a one-line message."""
         try:
             with self.engine.begin() as conn:
                 yield conn
         except DBAPIError as error:
-            raise _translate(error, self.engine) from error
+            raise _translate(error, self.where) from error
         except SQLAlchemyError as error:
-            raise StoreUnavailable(f"database error: {error}") from error
+            raise StoreUnavailable(
+                f"database {self.where} failed: {type(error).__name__}"
+            ) from error
 
     def migrate(self) -> None:
         if schema_at_head(self.engine):  # nothing to do: alembic is not even imported
@@ -140,8 +140,8 @@ class SqlStore:
         from alembic.config import Config
 
         config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS_DIR))
-        with self._transaction() as conn:
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.transaction() as conn:
             if self.dialect == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
@@ -149,257 +149,214 @@ class SqlStore:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def register(self, ring: RingConfig) -> RingRecord:
-        with self._transaction() as conn:
-            conn.execute(
-                self._insert(rings_table)
-                .values(
-                    name=ring.name,
-                    base_length=ring.base_length,
-                    profanity_filter=ring.profanity_filter,
+    @contextmanager
+    def locked(
+        self, name: str, create: RingRecord | None = None, extra: str | None = None
+    ) -> Iterator[_LockedSqlRing | None]:
+        with self.transaction() as conn:
+            row = self._lock(conn, name, extra)
+            if row is None and create is not None:
+                conn.execute(
+                    self._insert(rings_table)
+                    .values(
+                        name=create.name,
+                        base_length=create.base_length,
+                        profanity_filter=create.profanity_filter,
+                        total_codes=create.total_codes,
+                    )
+                    .on_conflict_do_nothing(index_elements=["name"])
                 )
-                .on_conflict_do_nothing(index_elements=["name"])
+                row = self._lock(conn, name, extra)
+            if row is None:
+                yield None
+                return
+            locked = _LockedSqlRing(conn, self._ops, row, extra)
+            yield locked
+            locked.flush()
+
+    def _lock(self, conn: Connection, name: str, extra: str | None) -> Row[Any] | None:
+        # FOR UPDATE on PostgreSQL; on SQLite the immediate transaction already locks. The
+        # extra most operations need comes along (one round trip less per draw).
+        wanted = "" if extra is None else extra
+        query = (
+            select(
+                _RING.id,
+                _RING.name,
+                _RING.base_length,
+                _RING.profanity_filter,
+                _RING.total_codes,
+                _RING.epoch,
+                _RING.version,
+                _EXTRA.id.label("extra_id"),
+                _EXTRA.boundary,
+                _EXTRA.cycle,
+                _EXTRA.version.label("extra_version"),
+                _EXTRA.issued,
             )
-            _, record = self._lock(conn, ring.name)
-            return record
-
-    def fill(self, ring: RingConfig, progress: ProgressCallback | None = None) -> int:
-        self.register(ring)
-        with self._transaction() as conn:
-            ring_id, record = self._lock(conn, ring.name)
-            if record.filled:
-                _check_matches(record, ring)
-                return 0
-            # Unfilled: nothing was ever issued, so the config's shape can be taken as is.
-            return self._fill_locked(conn, ring_id, record, ring, progress)
-
-    def rebuild(self, ring: RingConfig, progress: ProgressCallback | None = None) -> int:
-        self.register(ring)
-        with self._transaction() as conn:
-            ring_id, record = self._lock(conn, ring.name)
-            return self._fill_locked(conn, ring_id, record, ring, progress)
-
-    def _fill_locked(
-        self,
-        conn: Connection,
-        ring_id: int,
-        record: RingRecord,
-        ring: RingConfig,
-        progress: ProgressCallback | None,
-    ) -> int:
-        self._ops.clear_codes(conn, ring_id)
-        values = kept_values(ring.base_length, ring.profanity_filter)
-        self._ops.insert_codes(conn, ring_id, values, progress)
-        conn.execute(
-            update(rings_table)
-            .where(rings_table.c.id == ring_id)
-            .values(
-                base_length=ring.base_length,
-                profanity_filter=ring.profanity_filter,
-                total_codes=len(values),
-                boundary=len(values),
-                cycle=0,
-                extra="",
-                filled=True,
-                # Whoever held the ring before must not write into the new table.
-                epoch=record.epoch + 1,
-                version=record.version + 1,
-                updated_at=_now(),
+            .select_from(
+                rings_table.outerjoin(
+                    extras_table, (_EXTRA.ring_id == _RING.id) & (_EXTRA.extra == wanted)
+                )
             )
+            .where(_RING.name == name)
+            .with_for_update(of=rings_table)
         )
-        return len(values)
+        return conn.execute(query).one_or_none()
 
-    def draw(
-        self,
-        ring: RingConfig,
-        count: int,
-        randbelow: RandBelow,
-        *,
-        extra: str = "",
-        bump: bool = False,
-        epoch: int | None = None,
-        within_cycle: bool = False,
-        expect_version: int | None = None,
-    ) -> Drawn:
-        with self._transaction() as conn:
-            ring_id, record = self._lock_ready(conn, ring, epoch)
-            if expect_version is not None and record.version != expect_version:
-                raise Superseded(
-                    f"ring {ring.name!r} is at version {record.version}, not {expect_version}"
-                )
-            plan = plan_draw(
-                record.cycle_state(),
-                count,
-                randbelow,
-                extra=extra,
-                bump=bump,
-                within_cycle=within_cycle,
-            )
-            table = self._ops.read_positions(conn, ring_id, sorted(plan.positions()))
-            before = dict(table)
-            issued = apply_steps(plan.steps, table)
-            changed = {pos: value for pos, value in table.items() if before[pos] != value}
-            self._ops.write_positions(conn, ring_id, changed)
-            state = plan.state
-            after = RingRecord(
-                **{
-                    **record.__dict__,
-                    "boundary": state.boundary,
-                    "cycle": state.cycle,
-                    "extra": state.extra,
-                    "version": record.version + 1,
-                }
-            )
-            self._write_state(conn, ring_id, after)
-        prefixes: dict[int, str] = {}
-        codes = []
-        for value, cycle in issued:
-            prefix = prefixes.get(cycle)
-            if prefix is None:
-                prefix = prefixes[cycle] = state.extra + uniquizer(cycle)
-            codes.append(prefix + encode_base(value, record.base_length))
-        return Drawn(codes, after)
+    def ring_record(self, name: str) -> RingRecord | None:
+        with self.transaction() as conn:
+            row = conn.execute(select(rings_table).where(_RING.name == name)).one_or_none()
+        return None if row is None else _ring_record(row)
 
-    def claim(self, ring: RingConfig) -> RingRecord:
-        self.register(ring)
-        with self._transaction() as conn:
-            ring_id, record = self._lock(conn, ring.name)
-            if record.filled:
-                _check_matches(record, ring)
-            after = RingRecord(
-                **{**record.__dict__, "epoch": record.epoch + 1, "version": record.version + 1}
-            )
-            self._write_state(conn, ring_id, after)
-            return after
+    def ring_records(self, names: Sequence[str]) -> dict[str, RingRecord]:
+        if not names:
+            return {}
+        with self.transaction() as conn:
+            rows = conn.execute(select(rings_table).where(_RING.name.in_(list(names)))).all()
+        return {row.name: _ring_record(row) for row in rows}
 
-    def give_back(self, name: str, count: int, *, epoch: int, version: int) -> bool:
-        if count <= 0:
-            return False
-        columns = rings_table.c
-        with self._transaction() as conn:
-            result = conn.execute(
-                update(rings_table)
-                .where(
-                    columns.name == name,
-                    columns.epoch == epoch,
-                    columns.version == version,
-                    columns.boundary + count <= columns.total_codes,
-                )
-                .values(
-                    boundary=columns.boundary + count,
-                    version=columns.version + 1,
-                    updated_at=_now(),
-                )
-            )
-            return result.rowcount == 1
+    def extra_records(self, name: str) -> list[ExtraRecord]:
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(extras_table)
+                .join(rings_table, _EXTRA.ring_id == _RING.id)
+                .where(_RING.name == name)
+                .order_by(_EXTRA.id)
+            ).all()
+        return [_extra_record(row) for row in rows]
 
-    def reset(self, ring: RingConfig, *, epoch: int | None = None) -> RingRecord:
-        with self._transaction() as conn:
-            ring_id, record = self._lock_ready(conn, ring, epoch)
-            after = RingRecord(
-                **{
-                    **record.__dict__,
-                    "boundary": record.total_codes,
-                    "cycle": 0,
-                    "extra": "",
-                    # A reset from outside fences the holder: its pool predates the reset.
-                    "epoch": record.epoch + (1 if epoch is None else 0),
-                    "version": record.version + 1,
-                }
-            )
-            self._write_state(conn, ring_id, after)
-            return after
+    def stored_positions(self, name: str) -> int:
+        with self.transaction() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(positions_table)
+                .join(extras_table, positions_table.c.extra_id == _EXTRA.id)
+                .join(rings_table, _EXTRA.ring_id == _RING.id)
+                .where(_RING.name == name)
+            ).scalar_one()
+        return int(count)
 
-    def record(self, name: str) -> RingRecord | None:
-        with self._transaction() as conn:
-            row = conn.execute(
-                select(*_RECORD_COLUMNS).where(rings_table.c.name == name)
-            ).one_or_none()
-        return None if row is None else _record(row)
+    def ring_names(self) -> list[str]:
+        """Every ring stored in the database, configured or not."""
+        with self.transaction() as conn:
+            return list(conn.execute(select(_RING.name).order_by(_RING.name)).scalars())
 
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def _lock(self, conn: Connection, name: str) -> tuple[int, RingRecord]:
-        # FOR UPDATE on PostgreSQL; on SQLite the immediate transaction already locks.
-        row = conn.execute(
-            select(*_RECORD_COLUMNS).where(rings_table.c.name == name).with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise RingNotReady(
-                f"ring {name!r} is not populated yet; run: coder-ring populate {name}"
-            )
-        return row.id, _record(row)
 
-    def _lock_ready(
-        self, conn: Connection, ring: RingConfig, epoch: int | None
-    ) -> tuple[int, RingRecord]:
-        ring_id, record = self._lock(conn, ring.name)
-        if not record.filled:
-            raise RingNotReady(
-                f"ring {ring.name!r} is not populated yet (or its fill was interrupted); "
-                f"run: coder-ring populate {ring.name}"
-            )
-        _check_matches(record, ring)
-        if epoch is not None and epoch != record.epoch:
-            raise Fenced(
-                f"ring {ring.name!r}: epoch {epoch} is stale (the ring is at epoch "
-                f"{record.epoch}); another holder claimed it"
-            )
-        return ring_id, record
+class _LockedSqlRing:
+    """A ring locked inside a SQL transaction. Writes are buffered and sent together
+    by :meth:`flush` (one statement on PostgreSQL)."""
 
-    def _write_state(self, conn: Connection, ring_id: int, record: RingRecord) -> None:
-        conn.execute(
-            update(rings_table)
-            .where(rings_table.c.id == ring_id)
-            .values(
-                boundary=record.boundary,
-                cycle=record.cycle,
-                extra=record.extra,
-                epoch=record.epoch,
-                version=record.version,
-                updated_at=_now(),
+    def __init__(self, conn: Connection, ops: DialectOps, row: Row[Any], extra: str | None) -> None:
+        self._conn = conn
+        self._ops = ops
+        self._ring_id: int = row.id
+        self.record = _ring_record(row)
+        # extra -> (row id, state), or None when the ring never used it.
+        self._extras: dict[str, tuple[int, ExtraRecord] | None] = {}
+        if extra is not None:
+            self._extras[extra] = (
+                None
+                if row.extra_id is None
+                else (
+                    row.extra_id,
+                    ExtraRecord(extra, row.boundary, row.cycle, row.extra_version, row.issued),
+                )
             )
+        self._pending_extra: tuple[ExtraRecord, PositionChanges] | None = None
+        self._pending_ring: RingRecord | None = None
+
+    def _load(self, extra: str) -> tuple[int, ExtraRecord] | None:
+        if extra not in self._extras:
+            row = self._conn.execute(
+                select(extras_table).where(_EXTRA.ring_id == self._ring_id, _EXTRA.extra == extra)
+            ).one_or_none()
+            self._extras[extra] = None if row is None else (row.id, _extra_record(row))
+        return self._extras[extra]
+
+    def extra(self, extra: str) -> ExtraRecord | None:
+        loaded = self._load(extra)
+        return None if loaded is None else loaded[1]
+
+    def related_extras(self, extra: str, prefixes: Sequence[str]) -> list[str]:
+        size = len(extra)
+        extends = (func.length(_EXTRA.extra) > size) & (func.substr(_EXTRA.extra, 1, size) == extra)
+        condition = or_(_EXTRA.extra.in_(list(prefixes)), extends) if prefixes else extends
+        rows = self._conn.execute(
+            select(_EXTRA.extra).where(_EXTRA.ring_id == self._ring_id, condition)
         )
+        return list(rows.scalars())
+
+    def extras(self) -> list[ExtraRecord]:
+        rows = self._conn.execute(select(extras_table).where(_EXTRA.ring_id == self._ring_id))
+        return [_extra_record(row) for row in rows]
+
+    def read_positions(self, extra: str, positions: set[int]) -> dict[int, int]:
+        loaded = self._load(extra)
+        if loaded is None or not positions:
+            return {}
+        return self._ops.read_positions(self._conn, loaded[0], sorted(positions))
+
+    def write_extra(self, state: ExtraRecord, changes: PositionChanges) -> None:
+        self._pending_extra = (state, changes)
+
+    def write_ring(self, record: RingRecord) -> None:
+        self._pending_ring = record
+
+    def drop_extras(self) -> None:
+        extra_ids = select(_EXTRA.id).where(_EXTRA.ring_id == self._ring_id).scalar_subquery()
+        self._conn.execute(delete(positions_table).where(positions_table.c.extra_id.in_(extra_ids)))
+        self._conn.execute(delete(extras_table).where(_EXTRA.ring_id == self._ring_id))
+        self._extras = {}
+
+    def flush(self) -> None:
+        """Send the buffered writes (called once, just before the commit)."""
+        extra: tuple[int, ExtraRecord, PositionChanges] | None = None
+        if self._pending_extra is not None:
+            state, changes = self._pending_extra
+            loaded = self._load(state.extra)
+            if loaded is None:
+                extra_id = self._conn.execute(
+                    insert(extras_table)
+                    .values(ring_id=self._ring_id, extra=state.extra, boundary=state.boundary)
+                    .returning(_EXTRA.id)
+                ).scalar_one()
+            else:
+                extra_id = loaded[0]
+            extra = (extra_id, state, changes)
+        if extra is not None or self._pending_ring is not None:
+            self._ops.write(self._conn, self._ring_id, self._pending_ring or self.record, extra)
 
 
-def _now() -> Any:
-    from sqlalchemy import func
-
-    return func.now()
-
-
-def _record(row: Row[Any]) -> RingRecord:
+def _ring_record(row: Row[Any]) -> RingRecord:
     return RingRecord(
         name=row.name,
         base_length=row.base_length,
         profanity_filter=bool(row.profanity_filter),
         total_codes=row.total_codes,
-        boundary=row.boundary,
-        cycle=row.cycle,
-        extra=row.extra,
         epoch=row.epoch,
         version=row.version,
-        filled=bool(row.filled),
     )
 
 
-def _check_matches(record: RingRecord, ring: RingConfig) -> None:
-    if (record.base_length, record.profanity_filter) != (ring.base_length, ring.profanity_filter):
-        raise RingMismatch(
-            f"ring {ring.name!r} is stored with base_length={record.base_length}, "
-            f"profanity_filter={str(record.profanity_filter).lower()} but the rings file says "
-            f"base_length={ring.base_length}, "
-            f"profanity_filter={str(ring.profanity_filter).lower()}; restore the rings file, "
-            f"or restart the ring with the new shape (it may repeat codes): "
-            f"coder-ring rebuild {ring.name}"
-        )
+def _extra_record(row: Row[Any]) -> ExtraRecord:
+    return ExtraRecord(
+        extra=row.extra,
+        boundary=row.boundary,
+        cycle=row.cycle,
+        version=row.version,
+        issued=row.issued,
+    )
 
 
-def _translate(error: DBAPIError, engine: Engine) -> Exception:
+def _translate(error: DBAPIError, where: str) -> Exception:
     message = str(error.orig)
     if "no such table" in message or "UndefinedTable" in type(error.orig).__name__:
-        return SchemaMissing("the database has no coder_ring tables; run: coder-ring migrate")
-    where = engine.url.render_as_string(hide_password=True)
+        return SchemaMissing(
+            f"the database {where} has no coder_ring tables (or an old schema); "
+            "run: coder-ring migrate"
+        )
     first_line = message.strip().splitlines()[0] if message.strip() else type(error.orig).__name__
-    return StoreUnavailable(f"database {where} failed: {first_line}")
+    return StoreUnavailable(f"database {where} failed: {redact_url(first_line)}")

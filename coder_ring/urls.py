@@ -1,0 +1,38 @@
+"""One helper for every URL coder_ring prints or logs: passwords never show."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+# scheme (with or without ':' and slashes), user, password up to the last '@', rest.
+_CREDENTIALS = re.compile(
+    r"^(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*:?/*)?(?P<user>[^:@/]*):(?P<secret>.*)@(?P<rest>[^@]*)$",
+    re.DOTALL,
+)
+
+
+def redact_url(url: object) -> str:
+    """``url`` as text with its password replaced by ``***``.
+
+    Works on malformed URLs too (``postgresql//user:pw@host``, a bad port): when the
+    text does not parse, anything between the user's ``:`` and the last ``@`` is masked.
+    """
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        if parts.scheme and parts.netloc and "@" in parts.netloc:
+            userinfo, _, hostport = parts.netloc.rpartition("@")
+            if ":" in userinfo:
+                user = userinfo.split(":", 1)[0]
+                netloc = f"{user}:{MASK}@{hostport}"
+                return urlunsplit(parts._replace(netloc=netloc))
+            return text
+    except ValueError:
+        pass
+    match = _CREDENTIALS.match(text)
+    if match is None:
+        return text
+    return f"{match['pre'] or ''}{match['user']}:{MASK}@{match['rest']}"

@@ -1,0 +1,116 @@
+"""The one member that places rings, elected by a lease.
+
+Why one decision-maker rather than a rule every member computes: members read Redis
+at different moments, so a computed rule would briefly disagree after every join or
+death and two members could chase the same ring. One coordinator writes one
+assignment; the others follow it. If the coordinator dies its lease expires and the
+next member to ask takes over within the TTL. A duplicate holder is still harmless:
+the ring lock admits one consumer and the database epoch fences any stale writer.
+
+Each round the coordinator reads the live members and where rings are held, runs
+:func:`workers.placement.place`, and writes the assignment (only if it is still the
+coordinator: the write is fenced by its lease). Rebalancing waits until membership
+has not changed for ``settle`` seconds, and moves at most ``max_moves`` rings a round,
+so a flapping member causes no storm; failovers do not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import redis
+
+from workers.lease import Lease, as_text
+from workers.membership import MemberInfo
+from workers.names import assignment_key, coordinator_key
+from workers.placement import Candidate, Placement, place
+
+log = logging.getLogger("coder_ring.worker")
+
+_WRITE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[2])
+if #ARGV > 1 then redis.call('hset', KEYS[2], unpack(ARGV, 2)) end
+return 1
+"""
+
+
+class Coordinator:
+    """This member's bid for the coordinator's lease, and the rounds it runs if elected."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        member_id: str,
+        ttl: float,
+        *,
+        settle: float,
+        max_moves: int,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.settle = settle
+        self.max_moves = max_moves
+        self._lease = Lease(client, namespace, "", member_id, ttl)
+        self._lease.key = coordinator_key(namespace)
+        self._write = client.register_script(_WRITE)
+        self.leading = False
+        self._members: frozenset[str] = frozenset()
+        self._changed_at = time.monotonic()
+        self.last: Placement | None = None
+
+    def round(
+        self, members: Sequence[MemberInfo], holders: Mapping[str, str]
+    ) -> dict[str, str] | None:
+        """Run one round if this member is (or becomes) the coordinator; the assignment it
+        wrote, or None when another member coordinates."""
+        self.leading = self._lease.acquire_or_renew() is not None
+        if not self.leading:
+            return None
+        healthy = [member for member in members if member.healthy]
+        ids = frozenset(member.id for member in healthy)
+        now = time.monotonic()
+        if ids != self._members:
+            self._members, self._changed_at = ids, now
+        stored = read_assignment(self.client, self.namespace)
+        # Where a ring is meant to be, if that member lives; else where it is held.
+        current = {ring: holder for ring, holder in holders.items() if holder in ids}
+        current.update({ring: member for ring, member in stored.items() if member in ids})
+        rings = {ring for member in healthy for ring in member.rings}
+        placement = place(
+            rings,
+            [Candidate(member.id, frozenset(member.rings)) for member in healthy],
+            current,
+            rebalance=now - self._changed_at >= self.settle,
+            max_moves=self.max_moves,
+        )
+        if placement.placed or placement.moved:
+            log.info(
+                "coordinator: %d rings placed, %d moved, over %d members",
+                placement.placed,
+                placement.moved,
+                len(healthy),
+            )
+        self.last = placement
+        if stored != placement.assignment:
+            flat = [item for pair in sorted(placement.assignment.items()) for item in pair]
+            self._write(
+                keys=[self._lease.key, assignment_key(self.namespace)],
+                args=[self._lease.token, *flat],
+            )
+        return placement.assignment
+
+    def resign(self) -> None:
+        """Give the lease up (a graceful stop): another member takes over at once."""
+        if self.leading:
+            self._lease.release()
+            self.leading = False
+
+
+def read_assignment(client: redis.Redis, namespace: str) -> dict[str, str]:
+    """The coordinator's last assignment, ring -> member id."""
+    raw = client.hgetall(assignment_key(namespace))
+    return {as_text(key): as_text(value) for key, value in raw.items()}

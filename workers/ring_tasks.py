@@ -1,0 +1,246 @@
+"""The ring tasks, bound to one :class:`~workers.app.CoderRingApp`. Thin: check the call
+once in the caller, find this worker's seat, call the engine.
+
+The caller's side (:meth:`RingTask.apply_async`) checks the arguments, refuses
+``countdown``/``eta`` (a delayed request would be redelivered by the broker's
+visibility timeout and burn codes on each delivery), fails fast when no worker may
+serve the ring, and picks the ring's queue. The worker's side checks arguments again
+only where they enter the engine (a request sent by name was never checked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from celery import Task
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
+from coder_ring.errors import (
+    BrokerUnreachable,
+    CoderRingError,
+    InvalidInput,
+    StoreUnavailable,
+    UnknownRing,
+)
+from coder_ring.pool import RingServer
+from coder_ring.urls import redact_url
+from coder_ring.validation import check_bump, check_count, check_extra
+from workers.names import (
+    TASK_GET_CODE,
+    TASK_GET_CODES,
+    TASK_NOOP,
+    TASK_REFILL,
+    TASK_RESET,
+    TASK_STATUS,
+    ring_queue,
+)
+from workers.seat import NotServedHere
+
+if TYPE_CHECKING:
+    from workers.app import CoderRingApp
+    from workers.runtime import WorkerRuntime
+
+T = TypeVar("T")
+REQUIRED = object()
+#: Options that would delay a ring request (see the module doc).
+DELAY_OPTIONS = ("countdown", "eta")
+_CHECKS: dict[str, Callable[[object], object]] = {
+    "extra": check_extra,
+    "count": check_count,
+    "bump": check_bump,
+}
+
+
+def bind_call(
+    task: str, params: Sequence[tuple[str, object]], args: Any, kwargs: Any
+) -> dict[str, Any]:
+    """The call's arguments by name (defaults filled in); TypeError naming ``task`` for
+    a call that does not fit its parameters."""
+    args, kwargs = tuple(args or ()), dict(kwargs or {})
+    names = [name for name, _ in params]
+    if len(args) > len(names):
+        raise TypeError(f"{task}: takes at most {len(names)} arguments ({len(args)} given)")
+    bound = dict(zip(names, args, strict=False))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise TypeError(f"{task}: unexpected argument {name!r}; allowed: {', '.join(names)}")
+        if name in bound:
+            raise TypeError(f"{task}: argument {name!r} given twice")
+        bound[name] = value
+    for name, default in params:
+        if name not in bound:
+            if default is REQUIRED:
+                raise TypeError(f"{task}: missing argument {name!r}")
+            bound[name] = default
+    return bound
+
+
+class RingTask(Task):  # type: ignore[misc]
+    """A task that belongs to a ring: checked in the caller, sent to the ring's queue, and
+    expiring (a request whose caller gave up is never served and burns no code)."""
+
+    #: (name, default) of the task's parameters, REQUIRED for those without one.
+    call_params: tuple[tuple[str, object], ...] = (("ring", REQUIRED),)
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        app: CoderRingApp = self.app
+        call = bind_call(self.name, self.call_params, args, kwargs)
+        ring = call["ring"]
+        rings = app.configured_rings()
+        if not isinstance(ring, str) or ring not in rings:
+            raise UnknownRing.naming(ring, rings)
+        for name, check in _CHECKS.items():
+            if name in call:
+                check(call[name])
+        for name in DELAY_OPTIONS:
+            if options.get(name) is not None:
+                raise InvalidInput(
+                    f"invalid option {name}={options[name]!r} for {self.name}: ring requests "
+                    "cannot be delayed (the broker would deliver a delayed request again "
+                    "and again, each delivery burning codes); send it when it is due"
+                )
+        app.registry.ensure_served(ring)
+        options["queue"] = ring_queue(app.settings.namespace, ring)
+        options.setdefault("expires", app.settings.task_expires)
+        try:
+            return super().apply_async(args, kwargs, **options)
+        except OperationalError as error:
+            raise BrokerUnreachable(
+                f"cannot reach the broker {redact_url(app.conf.broker_url)} "
+                f"(nothing was sent): {error}"
+            ) from error
+        except RuntimeError as error:
+            # The Redis result backend subscribes before the message is published; when
+            # it cannot connect within its retry policy it raises a bare RuntimeError
+            # ("the Celery application must be restarted", which is not so: the next
+            # call connects again). Report it as the connection error it is.
+            cause = error.__cause__
+            if cause is None or not isinstance(cause, self.backend.connection_errors):
+                raise
+            raise BrokerUnreachable(
+                f"cannot reach the result backend {redact_url(app.conf.result_backend)} "
+                f"(nothing was sent): {cause}"
+            ) from cause
+
+    def runtime(self) -> WorkerRuntime:
+        """This worker's ring seats."""
+        runtime: WorkerRuntime | None = self.app.runtime
+        if runtime is None:
+            raise CoderRingError(
+                f"{self.name} ran in a process that is not a ring worker "
+                "(start one with `coder-ring worker`)"
+            )
+        return runtime
+
+    def serve(self, ring: str, action: Callable[[RingServer], T]) -> T:
+        """Run ``action`` on this worker's server of ``ring``; a request this worker does
+        not serve now goes back to the ring's queue for the worker that does."""
+        runtime = self.runtime()
+        seat = runtime.seat(ring)
+        try:
+            result = seat.serve(action)
+        except NotServedHere as error:
+            raise Reject(str(error), requeue=True) from None
+        except StoreUnavailable:
+            runtime.store_failed()
+            raise
+        runtime.store_ok()
+        return result
+
+
+class ServingTask(RingTask):
+    """A ring task that hands out codes. The pool is topped up after the result was sent
+    (Celery runs ``after_return`` after storing it), so no caller waits for it."""
+
+    def after_return(  # noqa: PLR0917 - Celery's signature
+        self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        runtime = self.app.runtime
+        try:
+            call = bind_call(self.name, self.call_params, args, kwargs)
+        except TypeError:
+            return
+        seat = None if runtime is None else runtime.seats.get(call["ring"])
+        extra = call.get("extra")
+        if seat is not None and isinstance(extra, str) and seat.holding():
+            seat.server.top_up_if_low(extra)
+
+
+@dataclass(frozen=True)
+class RingTasks:
+    """The tasks of one app."""
+
+    get_code: Task
+    get_codes: Task
+    reset: Task
+    status: Task
+    refill: Task
+    noop: Task
+
+
+_SERVING = (("ring", REQUIRED), ("extra", ""), ("bump", False))
+
+
+def register(app: CoderRingApp) -> RingTasks:
+    """Define the ring tasks on ``app`` (and only there: not shared with other apps)."""
+
+    @app.task(  # type: ignore[untyped-decorator]
+        base=ServingTask, bind=True, name=TASK_GET_CODE, shared=False, call_params=_SERVING
+    )
+    def get_code(self: RingTask, ring: str, extra: str = "", bump: bool = False) -> str:
+        """One code of ``ring`` (``extra``: a prefix with its own cycle; ``bump``: start
+        the next cycle of that extra first)."""
+        return self.serve(ring, lambda server: server.get_code(extra, bump))
+
+    @app.task(  # type: ignore[untyped-decorator]
+        base=ServingTask,
+        bind=True,
+        name=TASK_GET_CODES,
+        shared=False,
+        call_params=(("ring", REQUIRED), ("count", REQUIRED), ("extra", ""), ("bump", False)),
+    )
+    def get_codes(
+        self: RingTask, ring: str, count: int, extra: str = "", bump: bool = False
+    ) -> list[str]:
+        """``count`` codes (1 to 10,000) of ``ring``, in one database transaction at most."""
+        return self.serve(ring, lambda server: server.get_codes(count, extra, bump))
+
+    @app.task(base=RingTask, bind=True, name=TASK_RESET, shared=False)  # type: ignore[untyped-decorator]
+    def reset(self: RingTask, ring: str) -> int:
+        """Start every extra of ``ring`` over; returns the ring's epoch. May repeat codes."""
+        return self.serve(ring, lambda server: server.reset().epoch)
+
+    @app.task(  # type: ignore[untyped-decorator]
+        base=RingTask,
+        bind=True,
+        name=TASK_REFILL,
+        shared=False,
+        ignore_result=True,
+        # Beat sends one per ring every interval: no task events, so flower's task list
+        # shows callers' requests, not this housekeeping.
+        send_events=False,
+    )
+    def refill(self: RingTask, ring: str) -> int:
+        """Top ``ring``'s pools up (sent by beat)."""
+        return self.serve(ring, lambda server: server.refill())
+
+    @app.task(base=RingTask, bind=True, name=TASK_STATUS, shared=False)  # type: ignore[untyped-decorator]
+    def status(self: RingTask, ring: str) -> dict[str, Any]:
+        """Where ``ring`` stands, with this worker as its holder and its pools."""
+        runtime = self.runtime()
+
+        def report(server: RingServer) -> dict[str, Any]:
+            server.settle()  # a top-up in flight lands first: the figures hold still
+            state = runtime.service.status(ring)
+            return state.served_by(runtime.node, server.pooled_by_extra()).as_dict()
+
+        return self.serve(ring, report)
+
+    @app.task(name=TASK_NOOP, shared=False)  # type: ignore[untyped-decorator]
+    def noop() -> None:
+        """Does nothing: the benchmark's floor for a round trip through this app."""
+
+    return RingTasks(get_code, get_codes, reset, status, refill, noop)

@@ -1,0 +1,85 @@
+"""One ring as a worker sees it: its lease, its pool server, and the serving of a request.
+
+Nothing here imports Celery: :mod:`workers.ring_tasks` turns :class:`NotServedHere` into
+a requeue of the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from coder_ring.errors import CoderRingError, Fenced, NotHolding
+from coder_ring.pool import RingServer
+from workers.lease import Lease
+
+T = TypeVar("T")
+
+
+class NotServedHere(CoderRingError):
+    """This worker does not serve the ring now: the request goes back to the ring's queue
+    for the worker that does."""
+
+
+class RingSeat:
+    """A ring this worker may serve: its lease and, while held, its pool server."""
+
+    def __init__(self, ring: str, lease: Lease, server: RingServer) -> None:
+        self.ring = ring
+        self.lease = lease
+        self.server = server
+        #: monotonic() time until which the lease is surely ours; 0 when not held.
+        self.valid_until = 0.0
+        #: The ring left this worker's rings (file changed, or the worker stops).
+        self.closed = False
+        #: Moving to another worker: no new request is served, the lock is still ours.
+        self.handing_off = False
+        #: Held while a request is served; a handoff waits for it.
+        self.serving = threading.Lock()
+
+    def held(self) -> bool:
+        """True from winning the lock until letting it go (or losing it)."""
+        return self.valid_until > 0
+
+    def holding(self) -> bool:
+        """True while this worker may serve the ring's requests."""
+        return not self.closed and not self.handing_off and self.valid_until > time.monotonic()
+
+    def recheck(self) -> bool:
+        """Ask Redis now whether the lease is still ours (after a fenced write)."""
+        if self.closed or self.handing_off:
+            return False
+        try:
+            until = self.lease.renew()
+        except redis.RedisError:
+            until = None
+        self.valid_until = until or 0.0
+        return until is not None
+
+    def ensure_active(self) -> None:
+        """Claim the ring in the database if this server has not yet (or was fenced)."""
+        if self.server.epoch is None and self.holding():
+            self.server.activate(if_inactive=True)
+
+    def serve(self, action: Callable[[RingServer], T]) -> T:
+        """Run ``action`` on the pool server if this worker holds the ring; else
+        :class:`NotServedHere`. A request in flight finishes before any handoff."""
+        if not self.holding():
+            raise NotServedHere(f"ring {self.ring!r} is not served by this worker now")
+        with self.serving:
+            if not self.holding():
+                raise NotServedHere(f"ring {self.ring!r} moved away from this worker")
+            try:
+                self.ensure_active()
+                return action(self.server)
+            except (Fenced, NotHolding):
+                # Fenced by an operator's reset/rebuild while we still hold the lock: claim
+                # again. Fenced by another holder: we lost the ring; its holder serves.
+                if self.recheck():
+                    self.ensure_active()
+                    return action(self.server)
+                raise NotServedHere(f"ring {self.ring!r} was taken over") from None
