@@ -35,7 +35,7 @@ bench: venv  ## side-by-side benchmarks (real Redis and PostgreSQL from the env)
 	$(BIN)/python -m bench
 
 faults-long: venv  ## the fault-injection suite's long mode (100,000+ codes)
-	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/test_faults.py -s
+	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/faults -s
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -2,4 +2,6 @@
 
 from bench.run import main
 
-raise SystemExit(main())
+# Caller processes are spawned: each imports this module again, as __mp_main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

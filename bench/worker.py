@@ -1,51 +1,88 @@
-"""The benchmark's own ring worker: a real ``celery worker`` subprocess, as in production.
+"""The worker processes the benchmark starts, each as a user would start it.
 
-Started with the production pool (``--pool threads --concurrency 1``) for one ring;
-ready once it holds the ring's Redis lock. :meth:`BenchWorker.stop` always ends it:
-SIGTERM (warm shutdown: pooled codes go back to the ring), then SIGKILL after a grace
-period.
+* a coder_ring worker: ``python -m workers.cli worker RING... --loglevel WARNING``, the
+  shipped command with the shipped defaults (``coder-ring worker`` is the same entry
+  point), configured only through ``CODER_RING_*`` variables;
+* the anchor: a default Celery worker on a plain app with a no-op task,
+  ``celery -A bench.anchor_app worker -P solo --loglevel WARNING``.
+
+Both are :class:`workers.processes.Process` (own process group, own log file); a
+:class:`Workers` group stops every one it started, whatever happens.
 """
 
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
+from bench.anchor_app import BACKEND_ENV, BROKER_ENV, QUEUE_ENV
+from workers.lease import as_text
 from workers.names import lock_key
+from workers.processes import Process
 
-#: Seconds a worker gets to win its lock (it migrates and fills its ring first).
+#: Seconds a worker gets to start and take its rings.
 READY_TIMEOUT = 90.0
 #: Seconds between SIGTERM and SIGKILL.
-STOP_GRACE = 20.0
+STOP_GRACE = 30.0
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class WorkerFailed(RuntimeError):
-    """The benchmark's worker exited or never took its ring."""
+    """A benchmark worker exited, or never became ready."""
 
 
-def worker_command(ring: str) -> list[str]:
-    """The production worker command line, for one ring."""
+def coder_ring_command(rings: Sequence[str], name: str) -> list[str]:
+    """The shipped worker command for ``rings`` (as ``coder-ring worker`` runs it)."""
     return [
         sys.executable,
         "-m",
         "workers.cli",
         "worker",
-        ring,
+        *rings,
         "--hostname",
-        f"{ring}@%h",
+        f"{name}@%h",
         "--loglevel",
         "WARNING",
     ]
 
 
-def rss_kib(pid: int, field: str = "VmRSS") -> int:
+def anchor_command(name: str) -> list[str]:
+    """A default Celery worker on the anchor app, started with Celery's own command."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    return [
+        celery,
+        "-A",
+        "bench.anchor_app",
+        "worker",
+        "-P",
+        "solo",
+        "--hostname",
+        f"{name}@%h",
+        "--loglevel",
+        "WARNING",
+    ]
+
+
+def anchor_env(broker_url: str, result_backend: str, queue: str) -> dict[str, str]:
+    """The anchor worker's environment (bench importable, its broker and queue)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        BROKER_ENV: broker_url,
+        BACKEND_ENV: result_backend,
+        QUEUE_ENV: queue,
+        "PYTHONPATH": path,
+    }
+
+
+def proc_status(pid: int, field: str) -> int:
     """A memory figure of process ``pid`` from ``/proc/PID/status``, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
         name, _, value = line.partition(":")
@@ -54,19 +91,53 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise WorkerFailed(f"/proc/{pid}/status has no {field}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 class BenchWorker:
-    """One ``celery worker`` subprocess serving ``ring``; a context manager."""
+    """One started worker process (coder_ring's or the anchor)."""
 
-    def __init__(self, ring: str, env: Mapping[str, str], workdir: Path, redis_url: str) -> None:
-        self.ring = ring
-        self.env = dict(env)
+    def __init__(self, process: Process) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    @property
+    def name(self) -> str:
+        """The worker's name (its node name is ``name@host``)."""
+        return self.process.name
+
+    def check_alive(self) -> None:
+        """WorkerFailed (with the end of its log) if the process exited."""
+        if not self.process.alive():
+            raise WorkerFailed(f"worker {self.name} exited\n{self.process.log_tail()}")
+
+    def rss_mb(self, field: str = "VmRSS") -> float:
+        """Resident memory (``VmRSS``; ``VmHWM`` for the peak), in MiB."""
+        self.check_alive()
+        return proc_status(self.pid, field) / 1024
+
+    def cpu(self) -> float:
+        """CPU seconds used so far."""
+        self.check_alive()
+        return cpu_seconds(self.pid)
+
+
+class Workers:
+    """The benchmark's worker processes; a context manager that stops them all."""
+
+    def __init__(self, workdir: Path, redis_url: str) -> None:
         self.workdir = workdir
-        self.log_path = workdir / f"worker-{ring}.log"
         self.redis_url = redis_url
-        self.process: subprocess.Popen[bytes] | None = None
+        self.started: list[BenchWorker] = []
 
-    def __enter__(self) -> BenchWorker:
-        self.start()
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(
@@ -75,74 +146,68 @@ class BenchWorker:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.stop_all()
 
-    @property
-    def pid(self) -> int:
-        """The worker's process id."""
-        if self.process is None:
-            raise WorkerFailed("the worker is not started")
-        return self.process.pid
+    def _start(self, name: str, argv: list[str], env: Mapping[str, str]) -> BenchWorker:
+        process = Process(name, argv, env, self.workdir / f"{name}.log", cwd=self.workdir)
+        worker = BenchWorker(process)
+        self.started.append(worker)
+        process.start()
+        return worker
 
-    def start(self) -> None:
-        """Start the subprocess (its own session: a Ctrl-C reaches the bench, which stops it)."""
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                worker_command(self.ring),
-                env=self.env,
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def coder_ring(self, name: str, rings: Sequence[str], env: Mapping[str, str]) -> BenchWorker:
+        """Start a coder_ring worker ``name`` that may serve ``rings``."""
+        return self._start(name, coder_ring_command(rings, name), env)
 
-    def wait_holding(self, timeout: float = READY_TIMEOUT) -> None:
-        """Return once the worker holds the ring's lock; WorkerFailed if it dies or times out."""
+    def anchor(self, name: str, env: Mapping[str, str]) -> BenchWorker:
+        """Start the anchor worker."""
+        return self._start(name, anchor_command(name), env)
+
+    def holders(self, namespace: str, rings: Sequence[str]) -> dict[str, int | None]:
+        """ring -> pid of the worker holding its lock in ``namespace`` (None: nobody)."""
         client: redis.Redis = redis.Redis.from_url(self.redis_url)
-        key = lock_key(self.ring)
-        marker = f"|{self.pid}|".encode()
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                token = client.get(key)
-                if token is not None and marker in token:
-                    return
-                time.sleep(0.05)
+            values = client.mget([lock_key(namespace, ring) for ring in rings])
         finally:
             client.close()
-        raise WorkerFailed(
-            f"worker did not take ring {self.ring!r} in {timeout:.0f} s" + self.tail()
-        )
+        pids: dict[str, int | None] = {}
+        for ring, value in zip(rings, values, strict=True):
+            # A member id is "node|pid|random".
+            pids[ring] = None if value is None else int(as_text(value).split("|")[1])
+        return pids
 
-    def _check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            raise WorkerFailed(f"worker exited with status {self.process.returncode}" + self.tail())
+    def wait_holding(
+        self, namespace: str, wanted: Mapping[str, BenchWorker], timeout: float = READY_TIMEOUT
+    ) -> None:
+        """Return once each ring of ``wanted`` is held by its worker (WorkerFailed if a
+        worker dies or the rings are not placed so in time)."""
+        rings = list(wanted)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for worker in set(wanted.values()):
+                worker.check_alive()
+            holders = self.holders(namespace, rings)
+            if all(holders[ring] == wanted[ring].pid for ring in rings):
+                return
+            time.sleep(0.05)
+        tails = "\n".join(w.process.log_tail() for w in set(wanted.values()))
+        raise WorkerFailed(f"rings not held as wanted after {timeout:.0f} s: {wanted}\n{tails}")
 
-    def rss_mb(self, field: str = "VmRSS") -> float:
-        """The worker's resident memory (``VmRSS``; ``VmHWM`` for the peak), in MiB."""
-        self._check_alive()
-        return rss_kib(self.pid, field) / 1024
+    def stop(self, worker: BenchWorker) -> int | None:
+        """Stop ``worker`` gracefully (SIGTERM: a coder_ring worker gives its pools back)."""
+        return worker.process.stop(STOP_GRACE)
 
-    def tail(self, lines: int = 30) -> str:
-        """The end of the worker's log, for error messages."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n--- worker log (end) ---\n" + "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace: float = STOP_GRACE) -> int | None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds. Returns the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+    def stop_all(self) -> None:
+        """Stop every worker started here: SIGTERM to all at once, then wait for each
+        (SIGKILL of its process group after :data:`STOP_GRACE`)."""
+        for worker in self.started:
+            worker.process.kill(signal.SIGCONT)
+            worker.process.kill(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in self.started:
             try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                process.kill()  # SIGKILL
-                process.wait()
-        return process.returncode
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                pass
+            finally:
+                worker.process.destroy()

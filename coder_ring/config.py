@@ -12,6 +12,8 @@ pool_size = 8
 
 from __future__ import annotations
 
+import os
+import threading
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,3 +121,42 @@ def load_rings(path: Path | str) -> dict[str, RingConfig]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
     return parse_rings(document, str(path))
+
+
+class RingsFile:
+    """The rings file at ``path``, read again only when it changes (its modification
+    time or size differs): a worker notices edits by itself, a caller accepts new rings.
+
+    Thread-safe. :meth:`rings` raises :class:`ConfigError` like :func:`load_rings`.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._mutex = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._rings: dict[str, RingConfig] | None = None
+
+    def stamp(self) -> tuple[int, int] | None:
+        """The file's (modification time in ns, size), or None when it cannot be read."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def rings(self) -> dict[str, RingConfig]:
+        """The file's rings, read again if it changed since the last call."""
+        with self._mutex:
+            stamp = self.stamp()
+            if self._rings is None or stamp != self._stamp:
+                self._rings = load_rings(self.path)
+                self._stamp = stamp
+            return self._rings
+
+    def changed(self) -> bool:
+        """True when the file changed since :meth:`rings` last read it (or :meth:`mark`)."""
+        return self.stamp() != self._stamp
+
+    def mark(self) -> None:
+        """Take the file as it is now as read (after a failed reload: no retry loop)."""
+        self._stamp = self.stamp()

@@ -165,7 +165,9 @@ class RingServer:
             self._settle(pool)  # a top-up in flight may bring what is missing
         with self._mutex:
             record = self._holding()
-            pool = self._pool(extra)
+            # A new extra's pool is kept (evicting another) only once a draw for it
+            # succeeded: a refused extra (ExtraConflict) leaves no pool behind.
+            pool = self._pools.get(extra) or _ExtraPool(extra)
             if bump:
                 # A new cycle: the pooled codes belong to the old one, whose unissued rest
                 # the bump abandons anyway; they are dropped, never handed out.
@@ -179,6 +181,7 @@ class RingServer:
                 drawn = self._draw(record, pool, count - len(pool.codes))
                 codes = [entry.code for entry in pool.codes] + drawn.codes
                 pool.codes.clear()
+            self._pool(extra, pool)
             return codes
 
     def get_code(self, extra: str = "", bump: bool = False) -> str:
@@ -276,11 +279,12 @@ class RingServer:
             with contextlib.suppress(Exception):
                 pending.result(timeout=SETTLE_TIMEOUT)
 
-    def _pool(self, extra: str) -> _ExtraPool:
-        """``extra``'s pool, made when new (mutex held); evicts the least recently used."""
+    def _pool(self, extra: str, new: _ExtraPool | None = None) -> _ExtraPool:
+        """``extra``'s pool, made (or ``new`` kept) when absent (mutex held); evicts the
+        least recently used."""
         pool = self._pools.get(extra)
         if pool is None:
-            pool = self._pools[extra] = _ExtraPool(extra)
+            pool = self._pools[extra] = new or _ExtraPool(extra)
             while len(self._pools) > MAX_POOLED_EXTRAS:
                 _, evicted = self._pools.popitem(last=False)
                 record = self._record
@@ -376,8 +380,10 @@ class RingServer:
         if not values:
             return 0
         try:
-            returned = self.service.give_back(
-                self.name, pool.extra, values, epoch=record.epoch, version=pool.version
+            # With the config the codes were drawn with: the rings file may have dropped
+            # or changed the ring since (a handoff after a reload gives the pool back).
+            returned = self.service.give_back_checked(
+                self.config, pool.extra, values, epoch=record.epoch, version=pool.version
             )
         except CoderRingError as error:
             log.warning("ring %s: cannot give codes back: %s", self.name, error)

@@ -12,18 +12,19 @@ transaction, so any number of threads and processes may call at once.
 
 from __future__ import annotations
 
+import reprlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
 from coder_ring import operations
 from coder_ring.config import RingConfig
-from coder_ring.errors import UnknownRing
+from coder_ring.errors import InvalidInput, UnknownRing
 from coder_ring.profanity import space_of
 from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
 from coder_ring.status import RingStatus, ring_status
 from coder_ring.store import Drawn, RingRecord, Store
-from coder_ring.validation import check_bump, check_count, check_extra
+from coder_ring.validation import MAX_COUNT, check_bump, check_count, check_extra
 
 
 class RingService:
@@ -142,10 +143,21 @@ class RingService:
         self, name: str, extra: str, values: Sequence[int], *, epoch: int, version: int
     ) -> bool:
         """Return drawn-ahead codes (their ``values``, last drawn first) just above the
-        boundary of ``extra`` if nothing wrote to it since ``version``."""
-        return operations.give_back(
-            self.store, self.ring(name), extra, values, epoch=epoch, version=version
-        )
+        boundary of ``extra`` if nothing wrote to it since ``version``.
+
+        Checked first (:class:`InvalidInput`): ``values`` must be at most 10,000 distinct
+        code values of the ring, ``epoch`` and ``version`` ints."""
+        ring = self.ring(name)
+        check_extra(extra)
+        _check_give_back(ring, values, epoch, version)
+        return self.give_back_checked(ring, extra, values, epoch=epoch, version=version)
+
+    def give_back_checked(
+        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
+    ) -> bool:
+        """:meth:`give_back` for values its caller drew itself with ``ring``'s config (a
+        pool server), even once the rings file no longer lists the ring or changed it."""
+        return operations.give_back(self.store, ring, extra, values, epoch=epoch, version=version)
 
     def reset(self, name: str, *, epoch: int | None = None) -> RingRecord:
         """Start every extra of ring ``name`` over. May repeat earlier codes."""
@@ -163,3 +175,34 @@ class RingService:
     def close(self) -> None:
         """Release the store's connections."""
         self.store.dispose()
+
+
+def _check_give_back(ring: RingConfig, values: object, epoch: object, version: object) -> None:
+    """:class:`InvalidInput` unless ``values`` are distinct code values of ``ring`` (at
+    most one draw's worth) and ``epoch`` and ``version`` are ints: a wrong value given
+    back would be issued as a code, or twice."""
+    for name, number in (("epoch", epoch), ("version", version)):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise InvalidInput(
+                f"invalid {name} {number!r}: must be an int (got {type(number).__name__})"
+            )
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InvalidInput(
+            f"invalid values {reprlib.repr(values)}: must be a list of ints "
+            f"(got {type(values).__name__})"
+        )
+    if len(values) > MAX_COUNT:
+        raise InvalidInput(
+            f"invalid values: {len(values):,} of them, at most {MAX_COUNT:,} (one draw's worth)"
+        )
+    total = space_of(ring.base_length, ring.profanity_filter).total
+    seen: set[int] = set()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < total:
+            raise InvalidInput(
+                f"invalid value {value!r} in values: must be an int from 0 to {total - 1} "
+                f"(a code value of ring {ring.name!r})"
+            )
+        if value in seen:
+            raise InvalidInput(f"invalid values: {value} is given twice (each code goes back once)")
+        seen.add(value)

@@ -12,15 +12,18 @@ _CREDENTIALS = re.compile(
     r"^(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*:?/*)?(?P<user>[^:@/]*):(?P<secret>.*)@(?P<rest>[^@]*)$",
     re.DOTALL,
 )
+# A password passed as a query parameter (libpq and redis-py both read ``?password=``).
+_QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd)=)[^&#;]*", re.IGNORECASE)
 
 
 def redact_url(url: object) -> str:
-    """``url`` as text with its password replaced by ``***``.
+    """``url`` as text with its password (and a ``password=`` query parameter) replaced
+    by ``***``.
 
     Works on malformed URLs too (``postgresql//user:pw@host``, a bad port): when the
     text does not parse, anything between the user's ``:`` and the last ``@`` is masked.
     """
-    text = str(url)
+    text = _QUERY_SECRET.sub(rf"\g<1>{MASK}", str(url))
     try:
         parts = urlsplit(text)
         if parts.scheme and parts.netloc and "@" in parts.netloc:

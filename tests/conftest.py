@@ -1,6 +1,10 @@
-"""Shared fixtures: real PostgreSQL, real SQLite files, real Redis.
+"""Shared fixtures: real PostgreSQL, real SQLite files, real Redis, and the in-memory store.
 
 Outside CI a missing server skips the tests that need it; with CI=true it fails them.
+
+``database_url`` runs a test on SQLite and on PostgreSQL (a URL: for the CLI, worker
+processes and anything that needs SQL). ``make_service`` runs an engine test on the
+three stores: the in-memory store, SQLite and PostgreSQL (``backend``).
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
-from coder_ring import RingConfig, RingService, SqlStore
+from coder_ring import MemoryStore, RingConfig, RingService, SqlStore
+from coder_ring.store import Store
 
 PG_ADMIN_URL = os.environ.get(
     "CODER_RING_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_TEST_URL = os.environ.get("CODER_RING_TEST_REDIS", "redis://127.0.0.1:6379/9")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ("memory", "sqlite", "postgresql")
 
 
 def require(server: str, problem: BaseException) -> None:
@@ -32,7 +38,7 @@ def require(server: str, problem: BaseException) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_admin() -> Iterator[object]:
+def pg_admin() -> Iterator[Engine]:
     """An engine on the shared PostgreSQL test database (for creating schemas)."""
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -44,16 +50,19 @@ def pg_admin() -> Iterator[object]:
     engine.dispose()
 
 
+def pg_schema_url(schema: str) -> str:
+    """The test database's URL with ``schema`` as its search_path."""
+    return f"{PG_ADMIN_URL}?options={quote(f'-csearch_path={schema}')}"
+
+
 @pytest.fixture
-def pg_url(pg_admin: object) -> Iterator[str]:
+def pg_url(pg_admin: Engine) -> Iterator[str]:
     """A database URL whose search_path is a fresh schema, dropped after the test."""
     schema = f"cr_{uuid.uuid4().hex[:12]}"
-    engine = pg_admin
-    with engine.connect() as conn:  # type: ignore[attr-defined]
+    with pg_admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    options = quote(f"-csearch_path={schema}")
-    yield f"{PG_ADMIN_URL}?options={options}"
-    with engine.connect() as conn:  # type: ignore[attr-defined]
+    yield pg_schema_url(schema)
+    with pg_admin.connect() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
@@ -65,30 +74,60 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """Each contract test runs once on SQLite and once on PostgreSQL."""
+    """A test runs once on SQLite and once on PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store an engine test runs on: "memory", "sqlite" or "postgresql"."""
+    return str(request.param)
+
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture
+def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Stores on one fresh database of ``backend``: each call is another client of the
+    same database (another SqlStore on the same URL; the one MemoryStore in memory)."""
+    opened: list[Store] = []
+    if backend == "memory":
+        shared = MemoryStore()
+
+        def factory() -> Store:
+            return shared
+
+    else:
+        url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+
+        def factory() -> Store:
+            store = SqlStore(url)
+            opened.append(store)
+            return store
+
+    yield factory
+    for store in opened:
+        store.dispose()
 
 
 ServiceFactory = Callable[..., RingService]
 
 
 @pytest.fixture
-def make_service(database_url: str) -> Iterator[ServiceFactory]:
-    """Build a migrated RingService on the test database with the given rings."""
-    made: list[RingService] = []
+def make_service(make_store: StoreFactory) -> ServiceFactory:
+    """Build a migrated RingService on the test database with the given rings (each call
+    is another client of the same database)."""
 
     def factory(*rings: RingConfig, populate: bool = True) -> RingService:
-        service = RingService(SqlStore(database_url), {ring.name: ring for ring in rings})
+        service = RingService(make_store(), {ring.name: ring for ring in rings})
         service.migrate()
         if populate:
             service.populate()
-        made.append(service)
         return service
 
-    yield factory
-    for service in made:
-        service.close()
+    return factory
 
 
 @pytest.fixture

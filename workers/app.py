@@ -8,14 +8,13 @@ it. Building it reads settings and connects to nothing.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING
 
 import click
 from celery import Celery
 
-from coder_ring.config import RingConfig
+from coder_ring.config import RingConfig, RingsFile
 from workers.names import misc_queue
 from workers.registry import RegistryView
 from workers.settings import WorkerSettings
@@ -33,8 +32,8 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self.settings = settings
         #: The ring seats of this process when it is a worker (set by the bootstep).
         self.runtime: WorkerRuntime | None = None
-        self._rings: tuple[tuple[int, int] | None, dict[str, RingConfig]] | None = None
-        self._rings_mutex = threading.Lock()
+        self._rings_file = RingsFile(settings.engine.config_path)
+        self._registry_mutex = threading.Lock()
         self._registry: RegistryView | None = None
         self.conf.update(
             broker_url=settings.broker_url,
@@ -82,21 +81,12 @@ class CoderRingApp(Celery):  # type: ignore[misc]
 
     def configured_rings(self) -> dict[str, RingConfig]:
         """The rings file's rings (read again when the file changes), for caller checks."""
-        path = self.settings.engine.config_path
-        try:
-            stat = os.stat(path)
-            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None
-        with self._rings_mutex:
-            if self._rings is None or self._rings[0] != stamp:
-                self._rings = (stamp, self.settings.engine.load_rings())
-            return self._rings[1]
+        return self._rings_file.rings()
 
     @property
     def registry(self) -> RegistryView:
         """This process's cached view of the live workers."""
-        with self._rings_mutex:
+        with self._registry_mutex:
             if self._registry is None:
                 self._registry = RegistryView(self.settings.redis_url, self.settings.namespace)
             return self._registry

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery.beat import PersistentScheduler
+from celery.beat import PersistentScheduler, ScheduleEntry
 
+from coder_ring.errors import NoWorker
 from workers.names import TASK_REFILL
+
+log = logging.getLogger("coder_ring.beat")
 
 
 class RingRefillScheduler(PersistentScheduler):  # type: ignore[misc]
@@ -27,3 +31,14 @@ class RingRefillScheduler(PersistentScheduler):  # type: ignore[misc]
             for ring in self.app.configured_rings()
         }
         self.update_from_dict(entries)
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        """Send ``entry``; a refill for a ring no worker serves yet is skipped quietly
+        (there is no pool to top up), not logged as an error every interval."""
+        if entry.task == TASK_REFILL and entry.args:
+            try:
+                self.app.registry.ensure_served(entry.args[0])
+            except NoWorker:
+                log.debug("no worker serves ring %s yet: refill skipped", entry.args[0])
+                return
+        super().apply_entry(entry, producer)

@@ -19,6 +19,7 @@ from coder_ring.cli import PROG_NAME, build_cli
 from coder_ring.cli_support import CliError, app_context, cell, print_table
 from coder_ring.errors import CoderRingError, StoreUnavailable
 from coder_ring.urls import redact_url
+from workers.database_metrics import metrics
 from workers.serving import CeleryLayer, worker_settings
 
 
@@ -61,6 +62,10 @@ def worker(
         loglevel=loglevel,
         hostname=host_format(default_nodename(hostname)),
         rings=",".join(rings) or "all",
+        # Ring workers coordinate through the registry: Celery's mingle (a one-second
+        # wait at start) and gossip (traffic every second) serve nothing here.
+        without_mingle=True,
+        without_gossip=True,
     )
     worker_process.start()
     raise SystemExit(worker_process.exitcode)
@@ -165,7 +170,7 @@ def demo(workdir: str | None) -> None:
 def build() -> click.Group:
     """The whole ``coder-ring`` group."""
     group = build_cli(CeleryLayer())
-    for command in (worker, beat, workers_command, demo):
+    for command in (worker, beat, workers_command, demo, metrics):
         group.add_command(command)
     return group
 

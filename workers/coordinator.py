@@ -10,8 +10,9 @@ the ring lock admits one consumer and the database epoch fences any stale writer
 Each round the coordinator reads the live members and where rings are held, runs
 :func:`workers.placement.place`, and writes the assignment (only if it is still the
 coordinator: the write is fenced by its lease). Rebalancing waits until membership
-has not changed for ``settle`` seconds, and moves at most ``max_moves`` rings a round,
-so a flapping member causes no storm; failovers do not wait.
+has not changed for ``settle`` seconds, and at most ``max_moves`` rings are on their
+way between members at any time (moves assigned in earlier rounds and not completed yet
+count), so a flapping member causes no storm; failovers do not wait.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from workers.placement import Candidate, Placement, place
 
 log = logging.getLogger("coder_ring.worker")
 
+# One HSET per ring: unpack() of every ring at once fails beyond about 4,000 rings (Lua's
+# C stack: "too many results to unpack").
 _WRITE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('del', KEYS[2])
-if #ARGV > 1 then redis.call('hset', KEYS[2], unpack(ARGV, 2)) end
+for i = 2, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -80,12 +83,21 @@ class Coordinator:
         current = {ring: holder for ring, holder in holders.items() if holder in ids}
         current.update({ring: member for ring, member in stored.items() if member in ids})
         rings = {ring for member in healthy for ring in member.rings}
+        # Moves assigned earlier and not completed yet (the member it is assigned to does
+        # not hold the ring) use up the cap: every notice (ASSIGNED, RELEASED) runs another
+        # round at once, so a cap on the moves of one round alone let a join reassign
+        # every ring it would ever move within a few milliseconds.
+        in_transit = sum(
+            1
+            for ring, member in stored.items()
+            if ring in rings and member in ids and holders.get(ring) != member
+        )
         placement = place(
             rings,
             [Candidate(member.id, frozenset(member.rings)) for member in healthy],
             current,
             rebalance=now - self._changed_at >= self.settle,
-            max_moves=self.max_moves,
+            max_moves=max(0, self.max_moves - in_transit),
         )
         if placement.placed or placement.moved:
             log.info(

@@ -11,7 +11,8 @@ The rule, in order:
    first), rings move from the most loaded member to one with at least two fewer, one
    at a time, at most ``max_moves`` per round, until loads differ by at most 1 (as far
    as the members' ring lists allow). A join of one member among n thus moves about
-   R/(n+1) rings (each to the newcomer), never a reshuffle.
+   R/(n+1) rings (each to the newcomer), never a reshuffle. Rings placed in step 2 of
+   the same round go first and are not counted as moves (nobody holds them yet).
 """
 
 from __future__ import annotations
@@ -66,27 +67,38 @@ def place(
             assignment[ring] = target
             loads[target] += 1
             placed += 1
+    # Rings placed in this very round have no holder yet: sending one elsewhere is free
+    # (it is still a placement, not a move), so the rebalancing below takes them first and
+    # counts only rings that leave a member holding them (the cap bounds real handoffs).
+    fresh = {ring for ring in orphans if ring in assignment}
     moved = 0
     while rebalance and moved < max_moves:
-        move = _best_move(assignment, loads, by_id)
+        move = _best_move(assignment, loads, by_id, fresh)
         if move is None:
             break
         ring, target = move
         loads[assignment[ring]] -= 1
         loads[target] += 1
         assignment[ring] = target
-        moved += 1
+        if ring not in fresh:
+            moved += 1
     return Placement(assignment, placed, moved)
 
 
 def _best_move(
-    assignment: Mapping[str, str], loads: Mapping[str, int], by_id: Mapping[str, Candidate]
+    assignment: Mapping[str, str],
+    loads: Mapping[str, int],
+    by_id: Mapping[str, Candidate],
+    fresh: set[str],
 ) -> tuple[str, str] | None:
     """One ring from the most loaded member able to give one to a member with at least two
-    fewer rings that may serve it; None when no such move exists."""
+    fewer rings that may serve it; None when no such move exists. Rings of ``fresh``
+    (placed this round) go first."""
     for source in sorted(loads, key=lambda member_id: (-loads[member_id], member_id)):
-        # Highest ring names first: deterministic, and it leaves low names where they are.
-        for ring in sorted((r for r, m in assignment.items() if m == source), reverse=True):
+        # Fresh rings, then highest ring names first: deterministic, and it leaves low
+        # names where they are.
+        held = sorted((r for r, m in assignment.items() if m == source), reverse=True)
+        for ring in sorted(held, key=lambda r: r not in fresh):
             able = [
                 member_id
                 for member_id, member in by_id.items()

@@ -28,6 +28,7 @@ from coder_ring.errors import (
 from coder_ring.pool import RingServer
 from coder_ring.urls import redact_url
 from coder_ring.validation import check_bump, check_count, check_extra
+from workers.metered import MeteredTask
 from workers.names import (
     TASK_GET_CODE,
     TASK_GET_CODES,
@@ -78,7 +79,7 @@ def bind_call(
     return bound
 
 
-class RingTask(Task):  # type: ignore[misc]
+class RingTask(MeteredTask):  # MeteredTask: each request counted and timed (metrics)
     """A task that belongs to a ring: checked in the caller, sent to the ring's queue, and
     expiring (a request whose caller gave up is never served and burns no code)."""
 

@@ -5,8 +5,7 @@ event loop and of any task in flight. Each round it:
 
 1. reloads the rings file if it changed (rings added are served, rings removed are
    handed off, changed ones are claimed again with their new settings);
-2. checks the database when it is failing or was: a worker that cannot reach it for
-   a TTL gives its rings up and backs off, so a healthy standby serves them;
+2. checks the database's health (:mod:`workers.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
    (:mod:`workers.coordinator`), and reads the assignment;
 4. takes, renews, hands off or loses each ring's lock to follow the assignment;
@@ -28,24 +27,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
 from coder_ring.pool import RingServer
 from coder_ring.service import RingService
 from coder_ring.urls import redact_url
 from workers import notices
 from workers.coordinator import Coordinator, read_assignment
+from workers.health import LOST, DatabaseHealth
 from workers.lease import Lease, as_text, new_member_id
 from workers.membership import MemberInfo, Membership, live_members
 from workers.names import lock_key
 from workers.seat import RingSeat
 from workers.settings import WorkerSettings
+from workers.worker_metrics import WorkerMetrics
 
 log = logging.getLogger("coder_ring.worker")
 
-#: Rings the coordinator moves per round at most (a join converges over a few rounds).
+#: Rings on their way between members at once, at most (a join converges in a few batches).
 MAX_MOVES_PER_ROUND = 10
-#: Longest wait between two attempts to reach a failing database.
-MAX_BACKOFF = 60.0
 
 
 class WorkerRuntime:
@@ -84,15 +84,15 @@ class WorkerRuntime:
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
-        #: False while the database cannot be reached: no ring is taken then.
-        self.healthy = False
-        self._failing_since: float | None = None
-        self._backoff = ttl
-        self._retry_at = 0.0
+        #: Whether the database can be reached: no ring is taken while it cannot.
+        self.health = DatabaseHealth(
+            self.service.migrate, ttl, redact_url(settings.engine.database_url)
+        )
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._rings_stamp = self._stamp()
+        self._rings_file = RingsFile(settings.engine.config_path)
+        self._rings_file.mark()
         # Pool top-ups of every ring; activations, handoffs and give-backs (one at a time,
         # so the lease thread never waits on a slow task or database).
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
@@ -103,6 +103,8 @@ class WorkerRuntime:
             self._on_notice,
         )
         self._sync_seats()
+        #: Ring metrics (workers.worker_metrics), served on CODER_RING_METRICS_PORT if set.
+        self.metrics = WorkerMetrics(self)
 
     # -- public -----------------------------------------------------------------------
 
@@ -119,6 +121,7 @@ class WorkerRuntime:
             self._thread = threading.Thread(target=self._run, name="ring-leases", daemon=True)
             self._thread.start()
             self._listener.start()
+            self.metrics.start()
 
     def stop(self, give_back: bool = True) -> None:
         """Leave: deregister, then for every ring stop serving, give the pool back and
@@ -140,25 +143,23 @@ class WorkerRuntime:
             self._let_go(seat, give_back)
         self.refills.shutdown(wait=True)
         self.redis.close()
+        self.metrics.close()
         self.service.close()
 
-    def lose(self, seat: RingSeat) -> None:
-        """Treat ``seat`` as lost now (another holder took it): stop consuming and drop
-        the pool."""
-        seat.valid_until = 0.0
-        self.on_change()
-        if not seat.closed:
-            self._transitions.submit(seat.server.deactivate, True)
+    @property
+    def healthy(self) -> bool:
+        """False while the database cannot be reached: no ring is taken then."""
+        return self.health.healthy
 
     def store_failed(self) -> None:
         """A request met an unreachable database (the lease thread may give rings up)."""
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
+        if not self.health.failing():
+            self.health.failed()
             self._wake.set()
 
     def store_ok(self) -> None:
         """A request reached the database."""
-        self._failing_since = None
+        self.health.ok()
 
     def info(self) -> MemberInfo:
         """What this worker publishes about itself."""
@@ -195,6 +196,7 @@ class WorkerRuntime:
             members = live_members(self.redis, self.namespace)
             live = {member.id for member in members if member.healthy}
             holders = self._holders({ring for member in members for ring in member.rings})
+            self.metrics.saw_holders(holders)  # tells a failover from a handoff
             before = read_assignment(self.redis, self.namespace)
             assignment = self.coordinator.round(members, holders) if self.healthy else None
             if assignment is None:
@@ -215,6 +217,12 @@ class WorkerRuntime:
         return {ring: as_text(value) for ring, value in zip(names, values, strict=True) if value}
 
     def _tend(self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]) -> None:
+        with seat.transition:
+            self._tend_locked(seat, assignment, live)
+
+    def _tend_locked(
+        self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]
+    ) -> None:
         target = None if assignment is None else assignment.get(seat.ring)
         # Follow the assignment; a ring assigned to nobody alive may be taken by anyone
         # (no coordinator yet, or Redis was wiped): the lock decides, the coordinator
@@ -228,12 +236,14 @@ class WorkerRuntime:
         lapsed = held and seat.valid_until <= time.monotonic()
         try:
             if seat.handing_off:
-                until = seat.lease.renew()  # keep it until the pool is home
-            elif wanted:
+                # Keep the lock until the pool is home (the handoff releases it).
+                seat.valid_until = seat.lease.renew() or 0.0
+                return
+            if wanted:
                 until = seat.lease.acquire_or_renew()
-            elif held:
+            elif held and not lapsed:
                 until = seat.lease.renew()
-                if until is not None and not lapsed:
+                if until is not None:
                     seat.valid_until = until
                     self._hand_off(seat, f"assigned to {target}" if target else "released")
                     return
@@ -243,9 +253,6 @@ class WorkerRuntime:
             if held:
                 log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
             until = None
-        if seat.handing_off:
-            seat.valid_until = until or 0.0
-            return
         if self._stopping.is_set():
             return
         if lapsed:
@@ -256,6 +263,7 @@ class WorkerRuntime:
         seat.valid_until = until or 0.0
         if until is not None and not held:
             log.info("ring %s: lock won by %s", seat.ring, self.node)
+            self.metrics.won(seat.ring)
             self._transitions.submit(self._activate, seat)
             self.on_change()
         elif until is None and held:
@@ -270,24 +278,17 @@ class WorkerRuntime:
 
     def _finish_hand_off(self, seat: RingSeat, why: str) -> None:
         returned = self._let_go(seat, give_back=True)
-        seat.handing_off = False
         log.info("ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned)
         if seat.closed:
             self.seats.pop(seat.ring, None)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
-        """Stop serving ``seat``: wait for the request in flight, give the pool back,
-        release the lock, tell the others."""
-        with seat.serving:
-            returned = seat.server.deactivate(give_back=give_back)
-            was_held = seat.held()
-            seat.valid_until = 0.0
+        """Let ``seat`` go (see :meth:`RingSeat.let_go`) and tell the others."""
+        returned, released = seat.let_go(give_back)
         if returned:
             log.info("ring %s: gave %d pooled codes back", seat.ring, returned)
-        if was_held:
-            with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
-                seat.lease.release()
+        if released:
             notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
         return returned
 
@@ -305,37 +306,10 @@ class WorkerRuntime:
     # -- health, epochs, rings file ---------------------------------------------------
 
     def _check_health(self) -> None:
-        now = time.monotonic()
-        ttl = self.settings.lock_ttl
-        if self.healthy:
-            failing = self._failing_since
-            if failing is None or now - failing < ttl:
-                return
-            self.healthy = False
-            self._retry_at = now + self._backoff
-            log.error(
-                "database %s unreachable for %.1f s: giving every ring up; next try in %.0f s",
-                redact_url(self.settings.engine.database_url),
-                now - failing,
-                self._backoff,
-            )
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        if self.health.check() == LOST:
             for seat in list(self.seats.values()):
                 if seat.held() and not seat.handing_off:
                     self._hand_off(seat, "database unreachable")
-            return
-        if now < self._retry_at:
-            return
-        try:
-            self.service.migrate()
-        except CoderRingError as error:
-            self._retry_at = now + self._backoff
-            log.error("database not usable (%s); next try in %.0f s", error, self._backoff)
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            return
-        if self._failing_since is not None or self._retry_at:
-            log.info("database reachable again: serving rings")
-        self.healthy, self._failing_since, self._backoff = True, None, ttl
 
     def _check_epochs(self) -> None:
         active = [
@@ -359,23 +333,20 @@ class WorkerRuntime:
 
     def _on_notice(self, kind: str, ring: str) -> None:
         # Any notice (a ring changed, released or reassigned) is worth a round now.
+        self.metrics.notice(kind, ring)  # first: a RELEASED one marks a handoff
+        seat = self.seats.get(ring) if kind == notices.CHANGED else None
+        if seat is not None and seat.holding() and seat.server.epoch is None:
+            # Held, but its claim failed (RingMismatch until the rebuild that sent this).
+            self._transitions.submit(self._activate, seat)
         self._wake.set()
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = os.stat(self.settings.engine.config_path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
     def _reload_if_changed(self) -> None:
-        stamp = self._stamp()
-        if stamp == self._rings_stamp:
+        if not self._rings_file.changed():
             return
-        self._rings_stamp = stamp
         try:
-            rings = self.settings.engine.load_rings()
+            rings = self._rings_file.rings()
         except ConfigError as error:
+            self._rings_file.mark()
             log.error("rings file not reloaded (%s); serving the rings as before", error)
             return
         before = self.service.rings

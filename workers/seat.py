@@ -6,6 +6,7 @@ a requeue of the request.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ class RingSeat:
         self.handing_off = False
         #: Held while a request is served; a handoff waits for it.
         self.serving = threading.Lock()
+        #: Held while the lease's state changes (the lease thread's tend, letting go), so
+        #: a handoff ending midway through a tend cannot look like a new win.
+        self.transition = threading.Lock()
 
     def held(self) -> bool:
         """True from winning the lock until letting it go (or losing it)."""
@@ -59,6 +63,21 @@ class RingSeat:
             until = None
         self.valid_until = until or 0.0
         return until is not None
+
+    def let_go(self, give_back: bool) -> tuple[int, bool]:
+        """Stop serving: wait for the request in flight, give the pool back (when
+        ``give_back``), then release the lock. Returns (codes given back, whether a held
+        lock was released)."""
+        with self.serving:
+            returned = self.server.deactivate(give_back=give_back)
+        with self.transition:
+            was_held = self.held()
+            self.valid_until = 0.0
+            if was_held:
+                with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
+                    self.lease.release()
+            self.handing_off = False
+        return returned, was_held
 
     def ensure_active(self) -> None:
         """Claim the ring in the database if this server has not yet (or was fenced)."""

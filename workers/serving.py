@@ -8,7 +8,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -18,11 +18,16 @@ from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
 from coder_ring.urls import redact_url
 from workers import notices
-from workers.app import CoderRingApp, create_app
 from workers.lease import as_text, holder_name
 from workers.membership import live_members
 from workers.names import lock_key
 from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    # Imported when first used: importing workers.app builds the environment's app, so a
+    # bad CODER_RING_* variable would break every command (even --help) with a traceback
+    # instead of failing the commands that need it with one `error:` line.
+    from workers.app import CoderRingApp
 
 #: Seconds ``get`` waits for a worker when --timeout is not given.
 DEFAULT_GET_TIMEOUT = 30.0
@@ -38,6 +43,8 @@ def worker_settings(app: AppContext) -> WorkerSettings:
 @contextmanager
 def celery_app(app: AppContext) -> Iterator[CoderRingApp]:
     """A coder_ring Celery app for this invocation, closed afterwards."""
+    from workers.app import create_app
+
     celery = create_app(worker_settings(app))
     try:
         yield celery

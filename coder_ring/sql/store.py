@@ -48,9 +48,14 @@ def parse_database_url(database_url: str) -> URL:
     try:
         url = make_url(database_url)
         url.port  # noqa: B018 - a bad port (":5x32") only fails when read
-    except (ArgumentError, ValueError):
+    except ArgumentError:
         raise ConfigError(
             f"invalid database URL {redact_url(database_url)!r}: expected {_URL_EXAMPLES}"
+        ) from None
+    except ValueError:  # the only ValueError of make_url: int(port)
+        raise ConfigError(
+            f"invalid database URL {redact_url(database_url)!r}: its port is not a number; "
+            f"expected {_URL_EXAMPLES}"
         ) from None
     backend = url.get_backend_name()
     if backend in {"postgresql", "postgres"}:
@@ -176,8 +181,17 @@ class SqlStore:
 
     def _lock(self, conn: Connection, name: str, extra: str | None) -> Row[Any] | None:
         # FOR UPDATE on PostgreSQL; on SQLite the immediate transaction already locks. The
-        # extra most operations need comes along (one round trip less per draw).
+        # extra most operations need comes along with the ring's row.
         wanted = "" if extra is None else extra
+        if self.dialect == "postgresql":
+            # Lock first, in a statement of its own: a statement reads the rows of the
+            # snapshot taken when it started, and only the row it locks is re-read once the
+            # lock is granted, so an extra joined to a row it had to wait for would be the
+            # version from before the previous holder committed (a stale boundary: codes
+            # issued twice). The query below starts after the lock, so it sees that commit.
+            locked = select(_RING.id).where(_RING.name == name).with_for_update()
+            if conn.execute(locked).one_or_none() is None:
+                return None
         query = (
             select(
                 _RING.id,

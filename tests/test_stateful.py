@@ -1,0 +1,388 @@
+"""Everything at once, in random order: a hypothesis state machine on one small ring.
+
+Two worker servers (RingServer, each with its own RingService and store connection)
+take turns holding the ring as a cluster does: the holder serves extras "", "hi",
+"26-" and "x-" from its pools and tops them up in the background, beat refills it,
+the other server claims the ring (the former holder, unaware, serves what its pools
+still hold until a draw is fenced), or the holder stops (giving back) or loses its lock
+(not giving back) and the other takes over. A direct caller (a third RingService on
+the same database) draws and bumps beside them; an operator resets and rebuilds (to
+another shape and back); callers try ambiguous extras, which must change nothing.
+
+After every step: no code was handed out twice since the last reset or rebuild (all
+extras and cycles), every status figure is sane, and the stored positions are what
+the sparse design allows: only below their extra's boundary, distinct values, and no
+more than the codes drawn plus the codes given back in the extra's current cycle (a
+give-back writes one row per code; the rows its draw left at the picked positions
+stay, so "no more than the codes issued in the cycle" does not hold after one).
+
+Each example gets a fresh database (a MemoryStore, a new SQLite file, or a new
+PostgreSQL schema), migrated. Settings (``SETTINGS``), chosen so that the whole file
+runs in about 50 s on this 2-CPU machine: memory 120 examples of up to 50 steps,
+SQLite 20 x 40, PostgreSQL 25 x 40.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Engine, text
+
+from coder_ring import (
+    ALPHABET,
+    ExtraConflict,
+    Fenced,
+    MemoryStore,
+    NotHolding,
+    RingConfig,
+    RingService,
+    SqlStore,
+)
+from coder_ring.alphabet import uniquizer
+from coder_ring.pool import RingServer
+from coder_ring.profanity import is_profane
+from coder_ring.store import Drawn, Store
+from tests.conftest import pg_schema_url
+
+NAME = "ring"
+SHAPES = (
+    RingConfig(NAME, base_length=1, pool_size=6),
+    RingConfig(NAME, base_length=2, profanity_filter=True, pool_size=4),
+)
+EXTRAS = ("", "hi", "26-", "x-")
+EXTRA = st.sampled_from(("", "", "", *EXTRAS[1:]))  # "" half of the time
+#: Extras refused once the extra they extend by alphabet characters was used ("" always is).
+REFUSED = {"X": "", "26": "", "AB": "", "hiX": "hi", "x-W": "x-", "26-X2": "26-"}
+SETTINGS = {"memory": (120, 50), "sqlite": (20, 40), "postgresql": (25, 40)}
+
+
+@dataclass
+class Cycle:
+    """What the engine did in one extra's current cycle, as recorded by the services."""
+
+    cycle: int
+    drawn: int = 0
+    given_back: int = 0
+
+
+class Ledger:
+    """Every draw and give-back any service made, per extra (cleared on reset/rebuild)."""
+
+    def __init__(self) -> None:
+        self.cycles: dict[str, Cycle] = {}
+
+    def drew(self, drawn: Drawn) -> None:
+        current = self.cycles.get(drawn.extra.extra)
+        if current is None or current.cycle != drawn.extra.cycle:
+            current = self.cycles[drawn.extra.extra] = Cycle(drawn.extra.cycle)
+        current.drawn += sum(cycle == current.cycle for cycle in drawn.cycles)
+
+
+class RecordingService(RingService):
+    """A real RingService that tells the ledger what it committed."""
+
+    ledger: Ledger
+
+    def draw_checked(
+        self,
+        ring: RingConfig,
+        count: int,
+        *,
+        extra: str = "",
+        bump: bool = False,
+        epoch: int | None = None,
+        within_cycle: bool = False,
+    ) -> Drawn:
+        drawn = super().draw_checked(
+            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
+        )
+        self.ledger.drew(drawn)
+        return drawn
+
+    def give_back_checked(
+        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
+    ) -> bool:
+        returned = super().give_back_checked(ring, extra, values, epoch=epoch, version=version)
+        if returned:
+            self.ledger.cycles[extra].given_back += len(values)
+        return returned
+
+
+def stored_rows(store: Store) -> dict[str, dict[int, int]]:
+    """extra -> {position: value} as stored, read straight from the store."""
+    if isinstance(store, MemoryStore):
+        ring = store._rings.get(NAME)  # the memory store has no query language
+        return {} if ring is None else {extra: dict(rows) for extra, rows in ring.positions.items()}
+    assert isinstance(store, SqlStore)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT e.extra, p.position, p.value FROM coder_ring_positions p "
+                "JOIN coder_ring_extras e ON e.id = p.extra_id"
+            )
+        ).all()
+    table: dict[str, dict[int, int]] = {}
+    for extra, position, value in rows:
+        table.setdefault(extra, {})[position] = value
+    return table
+
+
+class RingMachine(RuleBasedStateMachine):
+    """Subclassed per store by the test with ``open_store`` (a fresh database) set."""
+
+    open_store: Callable[[], tuple[Callable[[], Store], Callable[[], None]]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        new_store, self._drop = self.open_store()
+        self.ledger = Ledger()
+        self.shape = 0
+        self.services = [self._service(new_store()) for _ in range(3)]
+        self.services[0].migrate()
+        self.direct = self.services[0]
+        self.servers = [RingServer(service, NAME) for service in self.services[1:]]
+        self.seen: set[str] = set()
+        self.holder = 0
+
+    def _service(self, store: Store) -> RecordingService:
+        service = RecordingService(store, {NAME: SHAPES[self.shape]})
+        service.ledger = self.ledger
+        return service
+
+    def teardown(self) -> None:
+        for server in self.servers:
+            server.settle()
+            server.close()
+        for service in self.services:
+            service.close()
+        self._drop()
+
+    # ----------------------------------------------------------------------------------
+
+    def handed_out(self, codes: list[str]) -> None:
+        twice = [code for code in codes if code in self.seen] + [
+            code for code in set(codes) if codes.count(code) > 1
+        ]
+        assert not twice, f"handed out twice: {twice}"
+        self.seen.update(codes)
+        ring = SHAPES[self.shape]
+        for code in codes:
+            base = code[-ring.base_length :]
+            assert set(base) <= set(ALPHABET), code
+            assert not (ring.profanity_filter and is_profane(base)), code
+
+    def started_over(self) -> None:
+        """After a reset or rebuild: earlier codes may come again. The workers' epoch check
+        drops their stale pools and the holder claims the ring again (the worker runtime
+        does both within a refill interval)."""
+        self.seen.clear()
+        self.ledger.cycles.clear()
+        for server in self.servers:
+            server.still_current()
+        self.servers[self.holder].activate()
+
+    def take_over(self, which: int) -> None:
+        self.servers[which].activate()
+        self.holder = which
+
+    @initialize(seed=st.integers(0, 2**32))
+    def seed_the_picks(self, seed: int) -> None:
+        """Reproducible picks (hypothesis replays and shrinks examples), one stream per
+        client of the database."""
+        for index, service in enumerate(self.services):
+            service.randbelow = random.Random(seed + index).randrange
+        self.take_over(0)
+
+    # ----------------------------------------------------------------------------------
+    # The holder serves; the other server may still hold codes drawn before it lost the
+    # ring (a worker paused past its lock), and serves them until a draw is fenced.
+
+    @rule(holder=st.booleans(), extra=EXTRA, count=st.integers(1, 12), bump=st.booleans())
+    def serve(self, holder: bool, extra: str, count: int, bump: bool) -> None:
+        server = self.servers[self.holder if holder else 1 - self.holder]
+        try:
+            codes = server.get_codes(count, extra, bump=bump and count < 3)
+        except (Fenced, NotHolding):
+            assert not holder
+            return
+        assert len(codes) == count
+        self.handed_out(codes)
+        server.top_up_if_low(extra)  # after the codes are on their way, as a worker does
+        server.settle()
+
+    def settle(self) -> None:
+        for server in self.servers:
+            server.settle()
+
+    @rule()
+    def beat_refill(self) -> None:
+        self.settle()
+        self.servers[self.holder].refill()
+
+    @rule(extra=EXTRA, count=st.integers(1, 12), bump=st.booleans())
+    def direct_draw(self, extra: str, count: int, bump: bool) -> None:
+        codes = self.direct.get_codes(NAME, count, extra=extra, bump=bump and count < 3)
+        assert len(codes) == count
+        self.handed_out(codes)
+
+    @rule()
+    def claim_by_the_other(self) -> None:
+        """The other worker claims the ring; the former holder does not know yet."""
+        self.settle()
+        self.take_over(1 - self.holder)
+
+    @rule(give_back=st.booleans())
+    def stop_and_move(self, give_back: bool) -> None:
+        """The holder stops gracefully (give back) or loses its lock (no give-back);
+        the other worker takes over."""
+        self.servers[self.holder].deactivate(give_back=give_back)
+        self.take_over(1 - self.holder)
+
+    @rule(which=st.integers(0, 5))
+    def reset(self, which: int) -> None:
+        if which > 1:
+            return  # resets and rebuilds start over: keep them rarer than the rest
+        self.settle()
+        if which:
+            self.direct.reset(NAME)
+        else:
+            self.servers[self.holder].reset()  # the holder's own reset keeps its epoch
+        self.started_over()
+
+    @rule(now=st.integers(0, 3))
+    def rebuild(self, now: int) -> None:
+        if now:
+            return
+        self.settle()
+        self.shape = 1 - self.shape
+        for service in self.services:
+            service.reload({NAME: SHAPES[self.shape]})
+        self.direct.rebuild(NAME)
+        self.started_over()
+
+    @rule(which=st.integers(0, 3), extra=st.sampled_from(sorted(REFUSED)))
+    def ambiguous_extra(self, which: int, extra: str) -> None:
+        if which == 3:
+            return  # keep it rarer than the rest
+        used = {"", *(status.extra for status in self.direct.status(NAME).extras)}
+        if REFUSED[extra] not in used:
+            return  # not refused yet, and using it would make the extra it extends refused
+        before = self.snapshot()
+        try:
+            if which == 2:
+                self.direct.get_codes(NAME, 3, extra=extra)
+            else:
+                self.servers[which].get_codes(3, extra)
+        except ExtraConflict as error:
+            assert repr(extra) in str(error)
+            assert self.snapshot() == before
+        except (NotHolding, Fenced):
+            pass  # checked before the extra: a server that lost the ring says so first
+        else:
+            raise AssertionError(f"extra {extra!r} was accepted")
+
+    def snapshot(self) -> tuple[object, ...]:
+        return (
+            self.direct.status(NAME).as_dict(),
+            stored_rows(self.direct.store),
+            [server.pooled_by_extra() for server in self.servers],
+        )
+
+    # ----------------------------------------------------------------------------------
+
+    @invariant()
+    def figures_are_sane(self) -> None:
+        status = self.direct.status(NAME)
+        ring = SHAPES[self.shape]
+        assert (status.base_length, status.profanity_filter) == (
+            ring.base_length,
+            ring.profanity_filter,
+        )
+        total = status.total_codes
+        assert 0 <= status.remaining_in_cycle <= total
+        rows = stored_rows(self.direct.store)
+        assert status.stored_positions == sum(len(table) for table in rows.values())
+        by_extra = {extra.extra: extra for extra in status.extras}
+        assert set(rows) <= set(by_extra)
+        for extra in status.extras:
+            assert 0 <= extra.remaining_in_cycle <= total
+            assert extra.uniquizer == uniquizer(extra.cycle)
+            assert 0.0 <= extra.percent_used <= 100.0
+            table = rows.get(extra.extra, {})
+            assert all(position < extra.remaining_in_cycle for position in table)
+            assert len(set(table.values())) == len(table)
+            assert all(0 <= value < total and value != key for key, value in table.items())
+            # At most one row per code drawn, and one per code given back, in this cycle.
+            cycle = self.ledger.cycles.get(extra.extra)
+            if cycle is not None and cycle.cycle == extra.cycle:
+                assert len(table) <= cycle.drawn + cycle.given_back
+                assert total - extra.remaining_in_cycle == cycle.drawn - cycle.given_back
+        for server in self.servers:
+            assert 0 <= server.pooled <= server.pool_size * len(EXTRAS)
+            assert all(
+                0 <= count <= server.pool_size for count in server.pooled_by_extra().values()
+            )
+
+
+def fresh_databases(
+    backend: str, tmp: Path, pg_admin: Engine | None
+) -> Callable[[], tuple[Callable[[], Store], Callable[[], None]]]:
+    """For each example: a way to open stores on a new database, and a way to drop it."""
+
+    def open_store() -> tuple[Callable[[], Store], Callable[[], None]]:
+        if backend == "memory":
+            shared = MemoryStore()
+            return (lambda: shared), (lambda: None)
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
+            return (lambda: SqlStore(url)), (lambda: None)
+        assert pg_admin is not None
+        schema = f"cr_{uuid.uuid4().hex[:12]}"
+        with pg_admin.connect() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+
+        def drop() -> None:
+            with pg_admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+        return (lambda: SqlStore(pg_schema_url(schema))), drop
+
+    return open_store
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
+def test_no_code_is_handed_out_twice_whatever_happens(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    pg_admin = request.getfixturevalue("pg_admin") if backend == "postgresql" else None
+    examples, steps = SETTINGS[backend]
+    with tempfile.TemporaryDirectory() as tmp:
+        machine = type(
+            f"RingMachine_{backend}",
+            (RingMachine,),
+            {"open_store": staticmethod(fresh_databases(backend, Path(tmp), pg_admin))},
+        )
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            ),
+        )

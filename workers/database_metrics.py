@@ -1,0 +1,206 @@
+"""``coder-ring metrics``: every configured ring's metrics, held or not, for a Prometheus
+scrape. Each scrape reads the rings' status from the database and their locks and the
+live workers from Redis; nothing is kept between scrapes but when this process first
+saw each ring's holder (lock age) or each ring without one (unheld seconds).
+
+Pools are the workers' to tell (their own endpoints): this view sends no task, so a
+scrape adds nothing to Flower or to the workers' queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+
+import click
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+
+from coder_ring.cli_support import CliError, app_context
+from coder_ring.errors import CoderRingError, ConfigError
+from coder_ring.service import RingService
+from coder_ring.urls import redact_url
+from workers.lease import as_text, holder_name
+from workers.membership import live_members
+from workers.metrics import (
+    DATABASE,
+    DEFAULT_EXTRAS_SHOWN,
+    DEFAULT_METRICS_PORT,
+    Families,
+    MetricsServer,
+)
+from workers.names import lock_key
+from workers.serving import worker_settings
+from workers.settings import WorkerSettings
+
+log = logging.getLogger("coder_ring.metrics")
+
+
+class DatabaseCollector:
+    """The database-wide view (prometheus_client's Collector protocol). Thread-safe:
+    concurrent scrapes take turns."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        service: RingService,
+        extras_shown: int = DEFAULT_EXTRAS_SHOWN,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.extras_shown = extras_shown
+        self.redis = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._mutex = threading.Lock()
+        self._stamp = self._rings_stamp()
+        #: ring -> (member id holding it, monotonic time this process first saw that).
+        self._holders: dict[str, tuple[str, float]] = {}
+        #: ring -> monotonic time this process first saw it without a holder.
+        self._unheld_since: dict[str, float] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """One scrape's families."""
+        with self._mutex:
+            families = Families(DATABASE)
+            self._reload_if_changed()
+            rings = sorted(self.service.rings)
+            families.add("coder_ring_lock_ttl_seconds", [], self.settings.lock_ttl)
+            self._locks(families, rings)
+            self._statuses(families, rings)
+        yield from families
+
+    def close(self) -> None:
+        """Release the Redis connections."""
+        self.redis.close()
+
+    def _locks(self, families: Families, rings: Sequence[str]) -> None:
+        namespace = self.settings.namespace
+        try:
+            tokens = self.redis.mget([lock_key(namespace, ring) for ring in rings]) if rings else []
+            members = live_members(self.redis, namespace)
+        except redis.RedisError as error:
+            where = redact_url(self.settings.redis_url)
+            log.warning("metrics: cannot reach Redis at %s: %s", where, error)
+            families.add("coder_ring_redis_up", [], 0)
+            return
+        families.add("coder_ring_redis_up", [], 1)
+        families.add("coder_ring_live_workers", [], len(members))
+        now = time.monotonic()
+        holders: dict[str, tuple[str, float]] = {}
+        unheld: dict[str, float] = {}
+        for ring, token in zip(rings, tokens, strict=True):
+            if token is None:
+                since = unheld[ring] = self._unheld_since.get(ring, now)
+                families.add("coder_ring_held", [ring], 0)
+                families.add("coder_ring_unheld_seconds", [ring], now - since)
+                continue
+            member = as_text(token)
+            seen = self._holders.get(ring)
+            if seen is None or seen[0] != member:
+                seen = (member, now)
+            holders[ring] = seen
+            families.add("coder_ring_held", [ring], 1)
+            families.add("coder_ring_unheld_seconds", [ring], 0)
+            families.info("coder_ring_holder", [ring], {"holder": holder_name(member) or ""})
+            families.add("coder_ring_lock_age_seconds", [ring], now - seen[1])
+        # Only rings configured now, so these stay as small as the rings file.
+        self._holders, self._unheld_since = holders, unheld
+
+    def _statuses(self, families: Families, rings: Sequence[str]) -> None:
+        for ring in rings:
+            try:
+                state = self.service.status(ring)
+            except CoderRingError as error:
+                log.warning("metrics: cannot read the rings database: %s", error)
+                families.add("coder_ring_database_up", [], 0)
+                return
+            shown = [extra.extra for extra in state.extras[: self.extras_shown]]
+            families.ring_status(state, extras=shown)
+            families.add("coder_ring_extras", [ring], len(state.extras))
+            families.add("coder_ring_stored_positions", [ring], state.stored_positions)
+        families.add("coder_ring_database_up", [], 1)
+
+    def _rings_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.settings.engine.config_path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _reload_if_changed(self) -> None:
+        stamp = self._rings_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self.service.reload(self.settings.engine.load_rings())
+        except ConfigError as error:
+            log.error("rings file not reloaded (%s); showing the rings as before", error)
+
+
+@click.command()
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_METRICS_PORT,
+    show_default=True,
+    help="TCP port of the metrics page.",
+)
+@click.option("--address", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--extras",
+    "extras_shown",
+    type=click.IntRange(0, 1000),
+    default=DEFAULT_EXTRAS_SHOWN,
+    show_default=True,
+    help="Extras per ring with series of their own, most recently used first.",
+)
+@click.option("--once", is_flag=True, help="Print one scrape on stdout and exit.")
+@click.pass_context
+def metrics(ctx: click.Context, port: int, address: str, extras_shown: int, once: bool) -> None:
+    """Serve every configured ring's metrics, held or not, for Prometheus at
+    http://ADDRESS:PORT/metrics: fullness of each extra's cycle, holder, lock age, time
+    without a holder, live workers. Each scrape reads the database and Redis; pools,
+    codes issued, errors, failovers and latency come from the workers
+    (CODER_RING_METRICS_PORT). Stops on SIGTERM or Ctrl-C."""
+    app = app_context(ctx)
+    settings = worker_settings(app)
+    collector = DatabaseCollector(settings, app.service(), extras_shown)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        if once:
+            click.echo(generate_latest(registry).decode(), nl=False)
+            return
+        server = MetricsServer(registry, port, address)
+        try:
+            server.start()
+        except OSError as error:
+            why = error.strerror or error
+            raise CliError(f"cannot listen on {address}:{port}: {why}") from None
+        click.echo(
+            f"serving the ring metrics of namespace {settings.namespace} on {server.url}", err=True
+        )
+        _wait_for_signal()
+        server.stop()
+    finally:
+        collector.close()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    while not stop.wait(1.0):
+        pass
