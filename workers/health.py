@@ -58,6 +58,17 @@ class DatabaseHealth:
             failing = self._failing_since
             if failing is None or now - failing < self.grace:
                 return None
+            # One failed request proves little (a transaction aborted while this process
+            # was frozen, say): ask the database once more before giving rings up. When
+            # it is really gone this waits at most the connect timeout, and the locks
+            # lapse meanwhile, which is what giving the rings up means anyway.
+            try:
+                self.probe()
+            except CoderRingError:
+                pass
+            else:
+                self._failing_since = None
+                return None
             self.healthy = False
             self._retry_at = now + self._backoff
             log.error(
