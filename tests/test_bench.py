@@ -8,6 +8,7 @@ import io
 import json
 import math
 import multiprocessing
+import runpy
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,13 @@ from workers.settings import WorkerSettings
 )
 def test_bench_redis_url_uses_the_bench_database(url: str, expected: str) -> None:
     assert bench_redis_url(url, 12) == expected
+
+
+def test_the_entry_point_runs_only_as_the_main_module() -> None:
+    # Caller processes are spawned: each imports `python -m bench`'s module again, as
+    # __mp_main__, which must not start another benchmark.
+    namespace = runpy.run_module("bench.__main__", run_name="__mp_main__")
+    assert callable(namespace["main"])
 
 
 def test_percentile_interpolates() -> None:
