@@ -63,5 +63,10 @@ class NotHolding(CoderRingError):
     """This server does not hold its ring (not activated yet, or it lost the ring)."""
 
 
+class RequestExpired(CoderRingError):
+    """A request reached a worker after its deadline (its caller gave up): it was not
+    served, and no code was drawn for it."""
+
+
 class NoWorker(CoderRingError):
     """No live worker may serve the ring, so a request would wait for nothing."""

@@ -7,7 +7,8 @@ Each runs inside the caller's transaction on the caller's connection.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, bindparam, text
 
@@ -17,8 +18,25 @@ from coder_ring.store import ExtraRecord, PositionChanges, RingRecord, iter_chun
 SQLITE_MAX_PARAMS = 30_000
 
 
+#: The ring's row and one extra's, in the order both dialects' lock queries return them.
+_LOCK_COLUMNS = (
+    "r.id, r.name, r.base_length, r.profanity_filter, r.total_codes, r.epoch, r.version, "
+    "e.id AS extra_id, e.boundary, e.cycle, e.version AS extra_version, e.issued"
+)
+_EXTRA_ROW = (
+    "SELECT id AS extra_id, boundary, cycle, version AS extra_version, issued "
+    "FROM coder_ring_extras WHERE ring_id = %(ring_id)s AND extra = %(extra)s"
+)
+
+
 class DialectOps(Protocol):
-    """Keyed reads and writes of stored positions, and the ring's state."""
+    """Keyed reads and writes of stored positions, and the ring's state. The hot
+    statements go to the driver as they are (no SQL compilation per call)."""
+
+    def lock(self, conn: Connection, name: str, extra: str) -> Any:
+        """Lock ring ``name``'s row for the transaction; a row (attribute access) with
+        ``extra``'s state (None columns when the ring never used it), or None when there
+        is no ring."""
 
     def read_positions(
         self, conn: Connection, extra_id: int, positions: Sequence[int]
@@ -31,14 +49,41 @@ class DialectOps(Protocol):
         ring_id: int,
         ring: RingRecord,
         extra: tuple[int, ExtraRecord, PositionChanges] | None,
+        stored: frozenset[int],
     ) -> None:
         """Store the ring's row and, when given, one extra's state and position changes
-        (the extra's row exists already)."""
+        (the extra's row exists already; ``stored``: positions known to have a row)."""
 
 
 class PostgresOps:
-    """PostgreSQL: array parameters joined with ``unnest``, and a whole draw written by
-    one statement (data-modifying CTEs), so a draw costs three round trips."""
+    """PostgreSQL: the lock and the extra in one statement, array parameters joined with
+    ``unnest``, and a whole draw written by one statement (data-modifying CTEs)."""
+
+    # `seen_version` is the ring's version in the statement's snapshot; `r.version` is the
+    # locked row's, re-read once the lock is granted. They differ only when the statement
+    # had to wait for a writer that committed: then the joined extra is the version from
+    # before that commit (a stale boundary would issue codes twice) and is read again.
+    _lock = (
+        f"SELECT {_LOCK_COLUMNS}, "
+        "(SELECT s.version FROM coder_ring_rings AS s WHERE s.id = r.id) AS seen_version "
+        "FROM coder_ring_rings AS r LEFT JOIN coder_ring_extras AS e "
+        "ON e.ring_id = r.id AND e.extra = %(extra)s "
+        "WHERE r.name = %(name)s FOR UPDATE OF r"
+    )
+
+    def lock(self, conn: Connection, name: str, extra: str) -> Any:
+        row = conn.exec_driver_sql(self._lock, {"name": name, "extra": extra}).one_or_none()
+        if row is None or row.seen_version == row.version:
+            return row
+        fresh = conn.exec_driver_sql(_EXTRA_ROW, {"ring_id": row.id, "extra": extra})
+        state = fresh.one_or_none()
+        values = dict(row._mapping)
+        values.update(
+            dict(state._mapping)
+            if state is not None
+            else dict.fromkeys(("extra_id", "boundary", "cycle", "extra_version", "issued"))
+        )
+        return _as_row(values)
 
     # A join on unnest() walks the primary key once per position; `= ANY(array)` can make
     # the planner scan.
@@ -63,7 +108,11 @@ class PostgresOps:
         " SELECT :extra_id, u.position, u.value"
         " FROM unnest(CAST(:up_positions AS bigint[]), CAST(:up_values AS bigint[]))"
         " AS u(position, value)"
-        " ON CONFLICT (extra_id, position) DO UPDATE SET value = EXCLUDED.value"
+        "), upd AS ("
+        " UPDATE coder_ring_positions AS p SET value = u.value"
+        " FROM unnest(CAST(:set_positions AS bigint[]), CAST(:set_values AS bigint[]))"
+        " AS u(position, value)"
+        " WHERE p.extra_id = :extra_id AND p.position = u.position"
         "), ext AS ("
         " UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle,"
         " version = :extra_version, issued = :issued, updated_at = now()"
@@ -83,6 +132,7 @@ class PostgresOps:
         ring_id: int,
         ring: RingRecord,
         extra: tuple[int, ExtraRecord, PositionChanges] | None,
+        stored: frozenset[int],
     ) -> None:
         params = _ring_params(ring_id, ring)
         if extra is None:
@@ -93,14 +143,17 @@ class PostgresOps:
             # Not in the CTE: its parts see one snapshot, so a row deleted there could
             # not be inserted again by the same statement.
             conn.execute(self._wipe, {"extra_id": extra_id})
+        inserts, updates = _split(changes.upserts, stored)
         conn.execute(
             self._draw,
             {
                 **params,
                 **_extra_params(extra_id, state),
                 "deletes": list(changes.deletes),
-                "up_positions": list(changes.upserts),
-                "up_values": list(changes.upserts.values()),
+                "up_positions": list(inserts),
+                "up_values": list(inserts.values()),
+                "set_positions": list(updates),
+                "set_values": list(updates.values()),
             },
         )
 
@@ -114,10 +167,17 @@ class SqliteOps:
     ).bindparams(bindparam("positions", expanding=True))
     _wipe = "DELETE FROM coder_ring_positions WHERE extra_id = ?"
     _delete = "DELETE FROM coder_ring_positions WHERE extra_id = ? AND position = ?"
-    _upsert = (
-        "INSERT INTO coder_ring_positions (extra_id, position, value) VALUES (?, ?, ?) "
-        "ON CONFLICT (extra_id, position) DO UPDATE SET value = excluded.value"
+    _insert = "INSERT INTO coder_ring_positions (extra_id, position, value) VALUES (?, ?, ?)"
+    _update = "UPDATE coder_ring_positions SET value = ? WHERE extra_id = ? AND position = ?"
+    # The immediate transaction already holds the write lock.
+    _lock = (
+        f"SELECT {_LOCK_COLUMNS} FROM coder_ring_rings AS r LEFT JOIN coder_ring_extras AS e "
+        "ON e.ring_id = r.id AND e.extra = ? WHERE r.name = ?"
     )
+
+    def lock(self, conn: Connection, name: str, extra: str) -> Any:
+        return conn.exec_driver_sql(self._lock, (extra, name)).one_or_none()
+
     _extra = text(
         "UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle, "
         "version = :extra_version, issued = :issued, updated_at = CURRENT_TIMESTAMP "
@@ -144,6 +204,7 @@ class SqliteOps:
         ring_id: int,
         ring: RingRecord,
         extra: tuple[int, ExtraRecord, PositionChanges] | None,
+        stored: frozenset[int],
     ) -> None:
         if extra is not None:
             extra_id, state, changes = extra
@@ -153,10 +214,31 @@ class SqliteOps:
                 conn.exec_driver_sql(
                     self._delete, [(extra_id, position) for position in changes.deletes]
                 )
-            if changes.upserts:
-                conn.exec_driver_sql(self._upsert, _rows(extra_id, changes.upserts))
+            inserts, updates = _split(changes.upserts, stored)
+            if inserts:
+                conn.exec_driver_sql(self._insert, _rows(extra_id, inserts))
+            if updates:
+                conn.exec_driver_sql(
+                    self._update, [(value, extra_id, pos) for pos, value in updates.items()]
+                )
             conn.execute(self._extra, _extra_params(extra_id, state))
         conn.execute(self._ring, _ring_params(ring_id, ring))
+
+
+def _split(
+    upserts: Mapping[int, int], stored: frozenset[int]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """``upserts`` as (rows to insert, rows to update): those at ``stored`` positions exist."""
+    inserts: dict[int, int] = {}
+    updates: dict[int, int] = {}
+    for position, value in upserts.items():
+        (updates if position in stored else inserts)[position] = value
+    return inserts, updates
+
+
+def _as_row(values: dict[str, Any]) -> Any:
+    """A row-like object (attribute access) from ``values``."""
+    return SimpleNamespace(**values)
 
 
 def _rows(extra_id: int, upserts: Mapping[int, int]) -> list[tuple[int, int, int]]:

@@ -5,6 +5,7 @@ See :mod:`coder_ring.store` for the atomicity every transaction gives.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 
 from coder_ring.errors import ConfigError, SchemaMissing, StoreUnavailable
 from coder_ring.sql.dialects import DialectOps, PostgresOps, SqliteOps
@@ -77,8 +84,10 @@ def make_engine(database_url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
         event.listen(engine, "connect", _postgres_on_connect)
+        event.listen(engine, "checkout", _ping_if_idle)
+        event.listen(engine, "checkin", _mark_checkin)
         return engine
     except (ArgumentError, NoSuchModuleError) as error:
         raise ConfigError(
@@ -102,6 +111,27 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
     dbapi_connection.commit()
+
+
+#: A pooled connection idle longer than this is pinged before use (a server restart
+#: closed it); a busy one is not, so the hot path pays no extra round trip.
+IDLE_PING_SECONDS = 2.0
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    if time.monotonic() - record.info.get("checked_in", 0.0) < IDLE_PING_SECONDS:
+        return
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as error:
+        # The pool discards it and checks out (or opens) another.
+        raise DisconnectionError(str(error)) from error
+
+
+def _mark_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -179,43 +209,9 @@ class SqlStore:
             yield locked
             locked.flush()
 
-    def _lock(self, conn: Connection, name: str, extra: str | None) -> Row[Any] | None:
-        # FOR UPDATE on PostgreSQL; on SQLite the immediate transaction already locks. The
-        # extra most operations need comes along with the ring's row.
-        wanted = "" if extra is None else extra
-        if self.dialect == "postgresql":
-            # Lock first, in a statement of its own: a statement reads the rows of the
-            # snapshot taken when it started, and only the row it locks is re-read once the
-            # lock is granted, so an extra joined to a row it had to wait for would be the
-            # version from before the previous holder committed (a stale boundary: codes
-            # issued twice). The query below starts after the lock, so it sees that commit.
-            locked = select(_RING.id).where(_RING.name == name).with_for_update()
-            if conn.execute(locked).one_or_none() is None:
-                return None
-        query = (
-            select(
-                _RING.id,
-                _RING.name,
-                _RING.base_length,
-                _RING.profanity_filter,
-                _RING.total_codes,
-                _RING.epoch,
-                _RING.version,
-                _EXTRA.id.label("extra_id"),
-                _EXTRA.boundary,
-                _EXTRA.cycle,
-                _EXTRA.version.label("extra_version"),
-                _EXTRA.issued,
-            )
-            .select_from(
-                rings_table.outerjoin(
-                    extras_table, (_EXTRA.ring_id == _RING.id) & (_EXTRA.extra == wanted)
-                )
-            )
-            .where(_RING.name == name)
-            .with_for_update(of=rings_table)
-        )
-        return conn.execute(query).one_or_none()
+    def _lock(self, conn: Connection, name: str, extra: str | None) -> Any:
+        # The extra most operations need comes along with the ring's locked row.
+        return self._ops.lock(conn, name, "" if extra is None else extra)
 
     def ring_record(self, name: str) -> RingRecord | None:
         with self.transaction() as conn:
@@ -263,7 +259,7 @@ class _LockedSqlRing:
     """A ring locked inside a SQL transaction. Writes are buffered and sent together
     by :meth:`flush` (one statement on PostgreSQL)."""
 
-    def __init__(self, conn: Connection, ops: DialectOps, row: Row[Any], extra: str | None) -> None:
+    def __init__(self, conn: Connection, ops: DialectOps, row: Any, extra: str | None) -> None:
         self._conn = conn
         self._ops = ops
         self._ring_id: int = row.id
@@ -281,6 +277,9 @@ class _LockedSqlRing:
             )
         self._pending_extra: tuple[ExtraRecord, PositionChanges] | None = None
         self._pending_ring: RingRecord | None = None
+        # Positions known to be stored (read in this transaction): a write updates those
+        # and inserts the others, cheaper than an upsert of each.
+        self._stored: set[int] = set()
 
     def _load(self, extra: str) -> tuple[int, ExtraRecord] | None:
         if extra not in self._extras:
@@ -311,7 +310,9 @@ class _LockedSqlRing:
         loaded = self._load(extra)
         if loaded is None or not positions:
             return {}
-        return self._ops.read_positions(self._conn, loaded[0], sorted(positions))
+        found = self._ops.read_positions(self._conn, loaded[0], sorted(positions))
+        self._stored.update(found)
+        return found
 
     def write_extra(self, state: ExtraRecord, changes: PositionChanges) -> None:
         self._pending_extra = (state, changes)
@@ -341,7 +342,9 @@ class _LockedSqlRing:
                 extra_id = loaded[0]
             extra = (extra_id, state, changes)
         if extra is not None or self._pending_ring is not None:
-            self._ops.write(self._conn, self._ring_id, self._pending_ring or self.record, extra)
+            stored = frozenset() if extra is None or extra[2].wipe else frozenset(self._stored)
+            ring = self._pending_ring or self.record
+            self._ops.write(self._conn, self._ring_id, ring, extra, stored)
 
 
 def _ring_record(row: Row[Any]) -> RingRecord:
