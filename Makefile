@@ -25,8 +25,8 @@ format: venv
 test: lint  ## what CI runs: lint, then the whole suite against real servers
 	$(BIN)/python -m pytest
 
-test-fast: venv  ## the suite without the slow Celery and fault tests
-	$(BIN)/python -m pytest -m "not slow"
+test-fast: venv  ## unit and contract tests: no worker process, under a minute
+	$(BIN)/python -m pytest tests/unit tests/contract -m "not slow"
 
 demo: venv  ## codes in one command: embedded SQLite + a Redis it starts itself
 	$(BIN)/coder-ring demo

@@ -1,6 +1,6 @@
 """A harness for tests that run real coder_ring worker, beat and flower processes.
 
-Typical use (see tests/test_workers.py)::
+Typical use (see tests/system/test_workers.py)::
 
     rings = write_rings(tmp_path / "rings.toml", doodad={"base_length": 1, "pool_size": 8})
     env = worker_env(redis_url=redis_url, database_url=pg_url, rings_file=rings)
@@ -534,7 +534,7 @@ def lock_holder(redis_url: str, ring: str, namespace: str = DEFAULT_NAMESPACE) -
 
 
 # --------------------------------------------------------------------------------------
-# Many rings over many workers (tests/test_registry.py)
+# Many rings over many workers (tests/system/test_registry.py)
 
 import threading  # noqa: E402 - kept with the helpers that need it
 

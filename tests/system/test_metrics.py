@@ -49,7 +49,7 @@ from workers.metrics import CATALOG, DATABASE, DEFAULT_EXTRAS_SHOWN, OTHER_EXTRA
 from workers.names import DEFAULT_NAMESPACE
 from workers.serving import CeleryLayer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CLI = [sys.executable, "-m", "workers.cli"]
 RING = "one"

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from coder_ring.sql.migrations.heads import head_revisions, schema_at_head
 from coder_ring.sql.store import SqlStore
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "coder_ring" / "sql" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "coder_ring" / "sql" / "migrations"
 
 
 def test_head_revisions_match_alembic() -> None:

@@ -12,7 +12,7 @@ dependencies (broker, Redis, database) must fail with a clear error and, at the 
 heal by themselves.
 
 The worker is a real Celery worker running in this process (see
-``tests/test_celery_inprocess.py``) except where a test needs a process to start,
+``tests/unit/test_celery_inprocess.py``) except where a test needs a process to start,
 stop or lose a server (``@pytest.mark.slow``; private servers from
 :mod:`tests.servers`, the shared ones are never stopped). :data:`CALLS` and
 :data:`RINGS_FILES` list the items; each test says which interfaces it runs them
@@ -64,8 +64,8 @@ from tests.harness import (
     write_rings,
 )
 from tests.servers import private_postgres, private_redis
-from tests.test_celery_inprocess import running_worker, wait_serving
-from tests.test_cli_engine import Cli, ScriptCli, assert_one_line_error, table_rows
+from tests.system.test_cli_engine import Cli, ScriptCli, assert_one_line_error, table_rows
+from tests.unit.test_celery_inprocess import running_worker, wait_serving
 from workers.app import CoderRingApp
 from workers.cli import build
 from workers.names import TASK_GET_CODE, TASK_GET_CODES, ring_queue

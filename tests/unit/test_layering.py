@@ -22,7 +22,7 @@ from pathlib import Path
 
 import coder_ring
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("coder_ring", "workers", "bench")
 #: Calls that change a container in place.
 MUTATING_METHODS = frozenset(

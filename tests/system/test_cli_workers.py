@@ -1,6 +1,6 @@
 """The commands workers/cli.py adds, end to end: `worker`, `beat`, `workers`, and `get` /
 `status` through a running worker; `get` with no worker; `worker`'s bad arguments. (Bad
-arguments of `get` through a worker: tests/test_bad_inputs.py.)"""
+arguments of `get` through a worker: tests/system/test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.harness import (
     worker_env,
     write_rings,
 )
-from tests.test_cli_engine import assert_one_line_error
+from tests.system.test_cli_engine import assert_one_line_error
 from workers.cli import build
 from workers.serving import DEFAULT_GET_TIMEOUT
 

@@ -15,7 +15,7 @@ import yaml
 from workers.cli import build
 from workers.settings import WorkerSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 #: The services that run the coder_ring image with its CODER_RING_* environment.

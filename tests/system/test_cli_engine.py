@@ -35,7 +35,7 @@ from coder_ring.profanity import space_of
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "coder-ring"
 ENGINE_MODULE = (sys.executable, "-m", "coder_ring.cli")
 CODE_CHAR = f"[{ALPHABET}]"

@@ -1,7 +1,7 @@
-"""A caller process of tests/test_threads.py: many threads and an event loop calling the
+"""A caller process of tests/system/test_threads.py: many threads and an event loop calling the
 ring tasks of ``workers.tasks`` (the app configured from this process's environment).
 
-``python -m tests.thread_caller RING --threads 16 --calls 100 --gather 100
+``python -m tests.system.thread_caller RING --threads 16 --calls 100 --gather 100
 [--other-env FILE --other-ring RING --other-calls N]`` prints one JSON object:
 ``{"threads": {"codes": [...], "errors": [...]}, "gather": {...}, "other": {...}}``.
 

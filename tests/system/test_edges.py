@@ -3,7 +3,7 @@ sharing a Redis, a worker that cannot reach its database, an operator's reset an
 rebuild while a worker serves with a pool, the rings file changing under a running
 worker, delayed requests, and a direct caller beside a worker's pool.
 
-(Callers in threads and asyncio code: tests/test_threads.py.)
+(Callers in threads and asyncio code: tests/system/test_threads.py.)
 """
 
 from __future__ import annotations

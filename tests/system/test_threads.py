@@ -1,7 +1,7 @@
 """Callers in threads and in asyncio code, through ``workers.tasks`` (the app configured
 from the environment) and through an app made with ``create_app(settings)`` beside it.
 
-The calls run in a caller process of their own (tests/thread_caller.py), because
+The calls run in a caller process of their own (tests/system/thread_caller.py), because
 ``workers.app`` reads its settings from the environment when it is first imported. The
 ring tasks are bound to their app, so a thread that never called anything before (no
 "current app" of its own) sends through the right broker, namespace and rings file.
@@ -53,7 +53,7 @@ def test_threads_and_asyncio_through_the_apps_of_one_process(
         base = {k: v for k, v in os.environ.items() if not k.startswith("CODER_RING_")}
         caller = subprocess.run(
             [
-                *(sys.executable, "-m", "tests.thread_caller", RING),
+                *(sys.executable, "-m", "tests.system.thread_caller", RING),
                 *("--threads", str(THREADS), "--calls", str(CALLS), "--gather", str(GATHER)),
                 *("--other-env", str(other_file), "--other-ring", RING),
                 *("--other-calls", str(OTHER_CALLS)),
