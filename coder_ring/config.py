@@ -25,7 +25,9 @@ from coder_ring.errors import ConfigError, InvalidInput
 from coder_ring.validation import MAX_COUNT, check_ring_name
 
 DEFAULT_BASE_LENGTH = 4
-DEFAULT_POOL_SIZE = 64
+#: Codes a worker draws ahead per extra: one refill transaction per half of it, so a
+#: larger pool costs the serving loop less; a crash loses at most that many codes.
+DEFAULT_POOL_SIZE = 256
 #: A pool is filled by one draw, so it holds at most one draw's codes.
 MAX_POOL_SIZE = MAX_COUNT
 

@@ -39,9 +39,9 @@ pool_size = 8           # used by the worker
 """,
     )
     assert load_rings(path) == {
-        "widget": RingConfig("widget", base_length=4, profanity_filter=True, pool_size=64),
+        "widget": RingConfig("widget", base_length=4, profanity_filter=True, pool_size=256),
         "doodad": RingConfig("doodad", base_length=1, profanity_filter=False, pool_size=8),
-        "plain": RingConfig("plain", base_length=4, profanity_filter=False, pool_size=64),
+        "plain": RingConfig("plain", base_length=4, profanity_filter=False, pool_size=256),
     }
     assert load_rings(str(path)) == load_rings(path)
 
