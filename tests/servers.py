@@ -41,10 +41,7 @@ class PrivateRedis(LocalRedis):
 
     def stop(self) -> None:
         """Kill the server, like a crash (it keeps nothing on disk)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        self.process.destroy()
 
     def client(self) -> redis.Redis:
         """A client on db 0."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import redis
 
 from coder_ring.errors import ConfigError
+from workers.processes import Process
 
 SERVER_ENV = "CODER_RING_REDIS_SERVER"
 
@@ -65,7 +65,9 @@ class LocalRedis:
         self.binary = binary or find_redis_server()
         self.port = free_port()
         self.workdir = tempfile.mkdtemp(prefix="coder_ring_redis_")
-        self.process: subprocess.Popen[bytes] | None = None
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", self.workdir]
+        self.process = Process("redis", argv, {}, Path(self.workdir) / "redis.log")
 
     @property
     def url(self) -> str:
@@ -74,26 +76,10 @@ class LocalRedis:
 
     def start(self, timeout: float = 10.0) -> LocalRedis:
         """Start the server and wait until it answers."""
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.process.start()
         deadline = time.monotonic() + timeout
         while not answers(self.url):
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if not self.process.alive() or time.monotonic() > deadline:
                 self.close()
                 raise ConfigError(f"could not start {self.binary} on port {self.port}")
             time.sleep(0.05)
@@ -101,14 +87,7 @@ class LocalRedis:
 
     def stop(self) -> None:
         """Stop the server (its directory stays: :meth:`start` can run it again)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self.process.stop(timeout=10)
 
     def close(self) -> None:
         """Stop the server and remove its directory."""
