@@ -23,6 +23,7 @@ from rich.table import Table
 
 from coder_ring import __version__
 from coder_ring.cli_support import (
+    HELP,
     AppContext,
     CliError,
     RingGroup,
@@ -70,7 +71,7 @@ def build_cli(layer: ServingLayer | None = None) -> click.Group:
     """The ``coder-ring`` group with the engine's commands; ``layer`` serves ``get``
     without ``--direct`` and the holder columns of ``status`` (none: direct only)."""
 
-    @click.group(cls=RingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=RingGroup, context_settings=HELP)
     @click.version_option(
         __version__, "--version", prog_name=PROG_NAME, message="%(prog)s %(version)s"
     )
@@ -112,7 +113,7 @@ def build_cli(layer: ServingLayer | None = None) -> click.Group:
     return cli
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.pass_context
 def init(ctx: click.Context, path: str | None) -> None:
@@ -129,7 +130,7 @@ def init(ctx: click.Context, path: str | None) -> None:
     click.echo(f"wrote {target}: two sample rings, widget and doodad; edit it to your rings")
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the database schema (safe to run again: it does nothing then).
@@ -166,7 +167,7 @@ def _schema_revision(store: SqlStore) -> str | None:
     return None if revision is None else str(revision)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("rings", nargs=-1, metavar="[RING]...")
 @click.pass_context
 def populate(ctx: click.Context, rings: tuple[str, ...]) -> None:
@@ -181,7 +182,7 @@ def populate(ctx: click.Context, rings: tuple[str, ...]) -> None:
         click.echo(f"{name}: ready, {record.total_codes:,} codes per cycle (nothing to fill)")
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("ring")
 @click.option(
     "-n",
@@ -240,7 +241,7 @@ def get(
         click.echo(code)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("rings", nargs=-1, metavar="[RING]...")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.pass_context
@@ -293,7 +294,7 @@ def _status_rows(table: Table, state: RingStatus) -> None:
         )
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("ring")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
@@ -322,7 +323,7 @@ def reset(ctx: click.Context, ring: str, yes: bool) -> None:
         click.echo(app.layer.changed(app, ring, record))
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("ring")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context

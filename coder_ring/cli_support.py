@@ -24,6 +24,9 @@ from coder_ring.sql.store import SqlStore
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
 
+#: Every command takes -h as well as --help (set on each command, so a command keeps it
+#: whatever group, or none, it is used in).
+HELP = {"help_option_names": ["-h", "--help"]}
 #: Exit code of a :class:`CoderRingError` (and of a refused confirmation).
 EXIT_ERROR = 1
 #: Shown in columns that have no value.

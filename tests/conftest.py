@@ -5,36 +5,31 @@ Outside CI a missing server skips the tests that need it; with CI=true it fails 
 ``database_url`` runs a test on SQLite and on PostgreSQL (a URL: for the CLI, worker
 processes and anything that needs SQL). ``make_service`` runs an engine test on the
 three stores: the in-memory store, SQLite and PostgreSQL (``backend``).
+
+The servers' URLs, ``require`` and the factories' types are in :mod:`tests.harness.shared`
+(tests import them from there, not from this file).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from coder_ring import MemoryStore, RingConfig, RingService, SqlStore
 from coder_ring.store import Store
-
-PG_ADMIN_URL = os.environ.get(
-    "CODER_RING_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.harness.shared import (
+    BACKENDS,
+    PG_ADMIN_URL,
+    REDIS_TEST_URL,
+    ServiceFactory,
+    StoreFactory,
+    pg_schema_url,
+    require,
 )
-REDIS_TEST_URL = os.environ.get("CODER_RING_TEST_REDIS", "redis://127.0.0.1:6379/9")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-BACKENDS = ("memory", "sqlite", "postgresql")
-
-
-def require(server: str, problem: BaseException) -> None:
-    """Skip (locally) or fail (in CI) a test whose server is missing."""
-    message = f"{server} is not reachable: {problem}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: a missing server is a failure)")
-    pytest.skip(message)  # not in CI: see the IN_CI branch above
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +43,6 @@ def pg_admin() -> Iterator[Engine]:
         require("PostgreSQL", error)
     yield engine
     engine.dispose()
-
-
-def pg_schema_url(schema: str) -> str:
-    """The test database's URL with ``schema`` as its search_path."""
-    return f"{PG_ADMIN_URL}?options={quote(f'-csearch_path={schema}')}"
 
 
 @pytest.fixture
@@ -85,9 +75,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-StoreFactory = Callable[[], Store]
-
-
 @pytest.fixture
 def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     """Stores on one fresh database of ``backend``: each call is another client of the
@@ -110,9 +97,6 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[StoreFa
     yield factory
     for store in opened:
         store.dispose()
-
-
-ServiceFactory = Callable[..., RingService]
 
 
 @pytest.fixture

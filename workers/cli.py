@@ -16,14 +16,14 @@ from rich import box
 from rich.table import Table
 
 from coder_ring.cli import PROG_NAME, build_cli
-from coder_ring.cli_support import CliError, app_context, cell, print_table
+from coder_ring.cli_support import HELP, CliError, app_context, cell, print_table
 from coder_ring.errors import CoderRingError, StoreUnavailable
 from coder_ring.urls import redact_url
 from workers.database_metrics import metrics
 from workers.serving import CeleryLayer, worker_settings
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.argument("rings", nargs=-1, metavar="[RING]...")
 @click.option("--all", "all_rings", is_flag=True, help="Serve every configured ring.")
 @click.option("-n", "--hostname", default=None, help="Worker node name (default celery@HOST).")
@@ -71,7 +71,7 @@ def worker(
     raise SystemExit(worker_process.exitcode)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option(
     "--schedule",
@@ -92,7 +92,7 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
     create_app(worker_settings(app)).start(["beat", f"--loglevel={loglevel}", f"--schedule={path}"])
 
 
-@click.command(name="workers")
+@click.command(name="workers", context_settings=HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.pass_context
 def workers_command(ctx: click.Context, as_json: bool) -> None:
@@ -150,7 +150,7 @@ def workers_command(ctx: click.Context, as_json: bool) -> None:
         click.echo("no worker is running in this namespace; start one: coder-ring worker --all")
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option(
     "--dir",
     "workdir",

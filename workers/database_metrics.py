@@ -22,7 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
-from coder_ring.cli_support import CliError, app_context
+from coder_ring.cli_support import HELP, CliError, app_context
 from coder_ring.errors import CoderRingError, ConfigError
 from coder_ring.service import RingService
 from coder_ring.urls import redact_url
@@ -145,7 +145,7 @@ class DatabaseCollector:
             log.error("rings file not reloaded (%s); showing the rings as before", error)
 
 
-@click.command()
+@click.command(context_settings=HELP)
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),

@@ -21,7 +21,7 @@ from coder_ring import (
 )
 from coder_ring.alphabet import uniquizer
 from coder_ring.profanity import is_profane, space_of
-from tests.conftest import ServiceFactory
+from tests.harness.shared import ServiceFactory
 
 ONE = RingConfig("one", base_length=1)
 OTHER = RingConfig("other", base_length=2)

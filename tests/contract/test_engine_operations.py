@@ -19,7 +19,7 @@ from coder_ring import (
     RingService,
     UnknownRing,
 )
-from tests.conftest import ServiceFactory
+from tests.harness.shared import ServiceFactory
 
 ONE = RingConfig("one", base_length=1)
 OTHER = RingConfig("other", base_length=2)

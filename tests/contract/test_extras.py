@@ -8,7 +8,7 @@ import pytest
 
 from coder_ring import ALPHABET, ExtraConflict, InvalidInput, RingConfig, RingService
 from coder_ring.extras import ambiguous_prefixes, check_unambiguous, extends_by_alphabet
-from tests.conftest import ServiceFactory
+from tests.harness.shared import ServiceFactory
 
 ONE = RingConfig("one", base_length=1)
 

@@ -57,7 +57,7 @@ from coder_ring.alphabet import uniquizer
 from coder_ring.pool import RingServer
 from coder_ring.profanity import is_profane
 from coder_ring.store import Drawn, Store
-from tests.conftest import pg_schema_url
+from tests.harness.shared import pg_schema_url
 
 NAME = "ring"
 SHAPES = (

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import require
 from tests.faults.probes import Prober
 from tests.faults.settings import (
     CALLERS,
@@ -28,6 +27,7 @@ from tests.faults.settings import (
     WORKERS,
 )
 from tests.harness import ManagedProcess, ProcessGroup, WorkerProcess, wait_until, worker_env
+from tests.harness.shared import require
 from tests.servers import PrivatePostgres, PrivateRedis
 
 

@@ -28,7 +28,7 @@ from bench.resources import (
 )
 from bench.run import run_bench
 from coder_ring.settings import Settings
-from tests.conftest import PG_ADMIN_URL, REDIS_TEST_URL, require
+from tests.harness.shared import PG_ADMIN_URL, REDIS_TEST_URL, require
 from workers.settings import WorkerSettings
 
 

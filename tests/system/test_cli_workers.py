@@ -26,7 +26,7 @@ from tests.harness import (
     worker_env,
     write_rings,
 )
-from tests.system.test_cli_engine import assert_one_line_error
+from tests.harness.cli import assert_one_line_error
 from workers.cli import build
 from workers.serving import DEFAULT_GET_TIMEOUT
 

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import Engine
 
 from coder_ring import ALPHABET, InvalidInput, NoWorker, RingConfig, UnknownRing
-from tests.conftest import PG_ADMIN_URL
 from tests.harness import (
     TEST_LOCK_TTL,
     ProcessGroup,
@@ -35,6 +34,7 @@ from tests.harness import (
     worker_env,
     write_rings,
 )
+from tests.harness.shared import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.redis]
 

@@ -22,7 +22,7 @@ from coder_ring.settings import Settings
 from coder_ring.sql.store import SqlStore
 from coder_ring.urls import MASK, redact_url
 from tests.harness import ManagedProcess, ProcessGroup, free_port, wait_until, write_rings
-from tests.system.test_cli_engine import (
+from tests.harness.cli import (
     CONSOLE_SCRIPT,
     Cli,
     ScriptCli,

@@ -6,13 +6,13 @@ which this machine does not have) on a :class:`~workers.app.CoderRingApp` built 
 :class:`~workers.settings.WorkerSettings`: real Redis broker, result backend and locks,
 a real SQLite database, and the app's own ``RingOwnership`` bootstep, so the worker
 takes the ring's lock and consumes its queue exactly as ``coder-ring worker`` does.
+The worker and its waits are in :mod:`tests.harness.inprocess`.
 
 The worker serves ring ``one`` only; ring ``two`` is configured but served by nobody.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import redis
-from celery.contrib.testing.worker import start_worker
 
 from coder_ring import (
     ALPHABET,
@@ -32,8 +31,9 @@ from coder_ring import (
     UnknownRing,
 )
 from coder_ring.status import RingStatus
-from tests.conftest import REDIS_TEST_URL, require
-from tests.harness import queue_length, wait_until, write_rings
+from tests.harness import queue_length, write_rings
+from tests.harness.inprocess import NODE, running_worker, wait_serving
+from tests.harness.shared import REDIS_TEST_URL, require
 from workers.app import CoderRingApp, create_app
 from workers.names import TASK_GET_CODE, TASK_GET_CODES, ring_queue
 from workers.settings import WorkerSettings
@@ -43,7 +43,6 @@ pytestmark = pytest.mark.redis
 SERVED, UNSERVED = "one", "two"
 POOL = 4
 NAMESPACE = "inprocess"
-NODE = "inprocess@tests"
 TIMEOUT = 10.0
 
 
@@ -96,50 +95,13 @@ def fresh_redis() -> None:
         client.close()
 
 
-@contextlib.contextmanager
-def running_worker(settings: WorkerSettings, rings: str = SERVED) -> Iterator[CoderRingApp]:
-    """A ring worker in a thread of this process (its app), stopped gracefully after."""
-    app = create_app(settings)
-    # Leave pytest's log capture alone (Celery would replace the root logger's handlers).
-    app.conf.worker_hijack_root_logger = False
-    try:
-        with start_worker(
-            app,
-            pool="solo",
-            concurrency=1,
-            perform_ping_check=False,
-            loglevel="INFO",
-            hostname=NODE,
-            shutdown_timeout=20.0,
-            rings=rings,
-        ):
-            yield app
-    finally:
-        app.close()
-
-
-def wait_serving(app: CoderRingApp, ring: str = SERVED) -> None:
-    """Until the worker holds ``ring`` and its registry entry is published."""
-
-    def serving() -> bool:
-        runtime = app.runtime
-        return runtime is not None and ring in runtime.seats and runtime.seats[ring].holding()
-
-    wait_until(serving, TIMEOUT, what=f"the in-process worker to serve {ring!r}")
-    wait_until(
-        lambda: app.registry.members(fresh=True),
-        TIMEOUT,
-        what="the worker's membership",
-    )
-
-
 @pytest.fixture(scope="class")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     fresh_redis()
     settings = settings_for(tmp_path_factory.mktemp("inprocess"))
     RingService.from_settings(settings.engine).migrate()
-    with running_worker(settings) as worker_app:
-        wait_serving(worker_app)
+    with running_worker(settings, SERVED) as worker_app:
+        wait_serving(worker_app, SERVED)
         caller = create_app(settings)
         try:
             yield Served(caller, settings)
@@ -234,8 +196,8 @@ class TestOneWorker:
 def test_a_graceful_stop_gives_the_pool_back(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     fresh_redis()
-    with running_worker(settings) as app:
-        wait_serving(app)
+    with running_worker(settings, SERVED) as app:
+        wait_serving(app, SERVED)
         codes = app.ring_tasks.get_codes.delay(SERVED, 3).get(timeout=TIMEOUT)
         app.ring_tasks.refill.delay(SERVED)
         state = RingStatus.from_dict(app.ring_tasks.status.delay(SERVED).get(timeout=TIMEOUT))

@@ -1,0 +1,107 @@
+"""Where things are and how a test configures workers: paths, commands, test timings, the
+rings file, the ``CODER_RING_*`` environment and the settings and services read from it."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from coder_ring.config import RingConfig
+from coder_ring.service import RingService
+from coder_ring.settings import Settings
+from coder_ring.sql.store import SqlStore
+from workers.names import DEFAULT_NAMESPACE
+from workers.settings import WorkerSettings
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CELERY = str(BIN / "celery")
+#: ``coder-ring`` as a module of this interpreter (the console script's ``main``).
+CODER_RING = [sys.executable, "-m", "workers.cli"]
+HOSTNAME = socket.gethostname()
+
+#: Short but robust timings for tests where a takeover matters.
+TEST_LOCK_TTL = 2.0
+TEST_VISIBILITY_TIMEOUT = 4.0
+
+
+def write_rings(path: Path | str, **rings: Mapping[str, Any]) -> Path:
+    """Write a rings file: ``write_rings(p, doodad={"base_length": 1, "pool_size": 8})``.
+
+    A ring given as ``{}`` gets the defaults (base_length 4, pool_size 256).
+    """
+    path = Path(path)
+    lines: list[str] = []
+    for name, keys in rings.items():
+        lines.append(f"[rings.{name}]")
+        for key, value in keys.items():
+            rendered = str(value).lower() if isinstance(value, bool) else repr(value)
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def worker_env(
+    *,
+    redis_url: str,
+    database_url: str,
+    rings_file: Path | str,
+    lock_ttl: float = TEST_LOCK_TTL,
+    visibility_timeout: float = TEST_VISIBILITY_TIMEOUT,
+    task_expires: float | None = None,
+    refill_interval: float | None = None,
+    broker_url: str | None = None,
+    result_backend: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    **extra: str,
+) -> dict[str, str]:
+    """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
+    ``redis_url`` unless told otherwise). ``extra`` adds any other variable."""
+    env = {
+        "CODER_RING_NAMESPACE": namespace,
+        "CODER_RING_BROKER_URL": broker_url or redis_url,
+        "CODER_RING_RESULT_BACKEND": result_backend or broker_url or redis_url,
+        "CODER_RING_REDIS_URL": redis_url,
+        "CODER_RING_DATABASE_URL": database_url,
+        "CODER_RING_CONFIG": str(rings_file),
+        "CODER_RING_LOCK_TTL": str(lock_ttl),
+        "CODER_RING_VISIBILITY_TIMEOUT": str(visibility_timeout),
+    }
+    if task_expires is not None:
+        env["CODER_RING_TASK_EXPIRES"] = str(task_expires)
+    if refill_interval is not None:
+        env["CODER_RING_REFILL_INTERVAL"] = str(refill_interval)
+    env.update(extra)
+    return env
+
+
+def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
+    """The :class:`WorkerSettings` a process started with ``env`` reads."""
+    return WorkerSettings.from_env(env)
+
+
+def engine_settings(env: Mapping[str, str]) -> Settings:
+    """The engine settings (database URL, rings file) of ``env``."""
+    return Settings.from_env(env)
+
+
+def service_for(
+    env: Mapping[str, str], rings: Mapping[str, RingConfig] | None = None
+) -> RingService:
+    """A :class:`RingService` on ``env``'s database, serving ``rings`` (default: the rings
+    file of ``env``); close it when done."""
+    settings = engine_settings(env)
+    if rings is None:
+        return RingService.from_settings(settings)
+    return RingService(SqlStore(settings.database_url), rings)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
