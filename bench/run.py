@@ -59,6 +59,10 @@ from workers.settings import WorkerSettings
 DEFAULT_OUTPUT_DIR = Path("bench-results")
 
 
+#: The bench's parts (``--only`` runs one).
+PARTS = frozenset({"celery", "engine"})
+
+
 def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -70,6 +74,7 @@ def run_bench(
     settings: WorkerSettings,
     console: Console,
     redis_db: int = BENCH_REDIS_DB,
+    parts: frozenset[str] = PARTS,
 ) -> dict[str, Any]:
     """Run every benchmark, print the table, write ``results.json`` and ``results.png``.
 
@@ -79,6 +84,7 @@ def run_bench(
         settings: Where Redis and PostgreSQL are (see the module doc for isolation).
         console: Where the progress lines and the table go.
         redis_db: The Redis database the run uses on the configured servers.
+        parts: Which parts run: "celery" (workers against the anchor) and "engine".
 
     Returns:
         ``{"figures": {...}, "targets": [...], "meta": {...}, "json": path, "plot": path}``.
@@ -118,22 +124,25 @@ def run_bench(
             redis_url=redis_urls["redis_url"],
         )
         log(f"PostgreSQL {_redacted(base.engine.database_url)}; Redis {_redacted(base.broker_url)}")
-        try:
-            celery = run_celery(base, run_id, workdir, celery_params, log)
-        finally:
-            cleaned = sum(RedisKeys(url, run_id).clean() for url in set(redis_urls.values()))
-        log(f"Redis: {cleaned} keys of the run deleted")
-        figures = dict(celery.figures)
+        celery = None
+        if "celery" in parts:
+            try:
+                celery = run_celery(base, run_id, workdir, celery_params, log)
+            finally:
+                cleaned = sum(RedisKeys(url, run_id).clean() for url in set(redis_urls.values()))
+            log(f"Redis: {cleaned} keys of the run deleted")
+        figures = dict(celery.figures) if celery else {}
         # After the Celery part, while PostgreSQL is quiet: the replays leave it busy
         # (autovacuum of a million written rows) for a while.
         sqlite_url = f"sqlite:///{workdir / 'engine.db'}"
-        figures.update(
-            run_engine_bench(
-                {"postgresql": schemas.url("engine"), "sqlite": sqlite_url},
-                engine_params,
-                lambda line: log(f"engine {line}"),
+        if "engine" in parts:
+            figures.update(
+                run_engine_bench(
+                    {"postgresql": schemas.url("engine"), "sqlite": sqlite_url},
+                    engine_params,
+                    lambda line: log(f"engine {line}"),
+                )
             )
-        )
         schema_names = list(schemas.made)
 
     after = machine(server, redis_urls["redis_url"])
@@ -142,16 +151,17 @@ def run_bench(
         "run_id": run_id,
         "machine": before,
         "load_average_after": after["load_average_1_5_15"],
-        "worker_pids": celery.pids,
+        "parts": sorted(parts),
+        "worker_pids": celery.pids if celery else [],
         "schemas": schema_names,
         "postgresql": _redacted(server.render_as_string(hide_password=False)),
         "redis": _redacted(redis_urls["broker_url"]),
-        "notes": celery.notes,
+        "notes": celery.notes if celery else [],
         "engine_params": dataclasses.asdict(engine_params),
         "celery_params": dataclasses.asdict(celery_params),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    verdicts = write_report(output_dir, figures, celery.samples, meta, console)
+    verdicts = write_report(output_dir, figures, celery.samples if celery else {}, meta, console)
     console.print(f"machine after the run: load {after['load_average_1_5_15']}", markup=False)
     return {
         "figures": figures,
@@ -173,10 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small and fast: checks it works")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT_DIR, metavar="DIR")
+    parser.add_argument(
+        "--only",
+        choices=sorted(PARTS),
+        default=None,
+        help="run one part: the Celery workers against the anchor, or the engine",
+    )
     args = parser.parse_args(argv)
     run_bench(
         quick=args.quick,
         output_dir=args.output,
+        parts=PARTS if args.only is None else frozenset({args.only}),
         settings=WorkerSettings.from_env(os.environ),
         # A table of 5 columns: at least 120 characters wide, even into a pipe.
         console=Console(width=None if sys.stdout.isatty() else 120),

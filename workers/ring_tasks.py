@@ -30,7 +30,6 @@ from coder_ring.errors import (
 from coder_ring.pool import RingServer
 from coder_ring.urls import redact_url
 from coder_ring.validation import check_bump, check_count, check_extra
-from workers.metered import MeteredTask
 from workers.names import (
     TASK_GET_CODE,
     TASK_GET_CODES,
@@ -83,7 +82,7 @@ def bind_call(
     return bound
 
 
-class RingTask(MeteredTask):  # MeteredTask: each request counted and timed (metrics)
+class RingTask(Task):  # type: ignore[misc]
     """A task that belongs to a ring: checked in the caller, sent to the ring's queue, and
     expiring (a request whose caller gave up is never served and burns no code)."""
 
@@ -145,9 +144,14 @@ class RingTask(MeteredTask):  # MeteredTask: each request counted and timed (met
             )
         return runtime
 
-    def serve(self, ring: str, action: Callable[[RingServer], T]) -> T:
-        """Run ``action`` on this worker's server of ``ring``; a request this worker does
-        not serve now goes back to the ring's queue for the worker that does."""
+    def serve(self, ring: str, action: Callable[[RingServer], T], extra: str = "") -> T:
+        """Run ``action`` on this worker's server of ``ring``, counted and timed for the
+        metrics; a request this worker does not serve now goes back to the ring's queue
+        for the worker that does.
+
+        Metering lives here, not in an overridden ``__call__``: Celery runs a task
+        without ``__call__`` of its own on its fast path (no extra request context).
+        """
         deadline = getattr(self.request, DEADLINE_HEADER, None)
         if isinstance(deadline, int | float) and time.time() > deadline:
             raise RequestExpired(
@@ -156,14 +160,23 @@ class RingTask(MeteredTask):  # MeteredTask: each request counted and timed (met
             )
         runtime = self.runtime()
         seat = runtime.seat(ring)
+        metrics = runtime.metrics
+        task = self.name.rpartition(".")[2]
+        started = time.perf_counter()
         try:
             result = seat.serve(action)
         except NotServedHere as error:
+            metrics.requeued(ring)
             raise Reject(str(error), requeue=True) from None
-        except StoreUnavailable:
-            runtime.store_failed()
+        except Exception as error:
+            if isinstance(error, StoreUnavailable):
+                runtime.store_failed()
+            metrics.failed(task, ring, error)
             raise
         runtime.store_ok()
+        metrics.finished(task, ring, extra, result, time.perf_counter() - started)
+        # after_return tops this pool up once the result is stored.
+        self.request.coder_ring_served = (seat, extra)
         return result
 
 
@@ -174,15 +187,11 @@ class ServingTask(RingTask):
     def after_return(  # noqa: PLR0917 - Celery's signature
         self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        runtime = self.app.runtime
-        try:
-            call = bind_call(self.name, self.call_params, args, kwargs)
-        except TypeError:
-            return
-        seat = None if runtime is None else runtime.seats.get(call["ring"])
-        extra = call.get("extra")
-        if seat is not None and isinstance(extra, str) and seat.holding():
-            seat.server.top_up_if_low(extra)
+        served = getattr(self.request, "coder_ring_served", None)
+        if served is not None:
+            seat, extra = served
+            if seat.holding():
+                seat.server.top_up_if_low(extra)
 
 
 @dataclass(frozen=True)
@@ -209,7 +218,7 @@ def register(app: CoderRingApp) -> RingTasks:
     def get_code(self: RingTask, ring: str, extra: str = "", bump: bool = False) -> str:
         """One code of ``ring`` (``extra``: a prefix with its own cycle; ``bump``: start
         the next cycle of that extra first)."""
-        return self.serve(ring, lambda server: server.get_code(extra, bump))
+        return self.serve(ring, lambda server: server.get_code(extra, bump), extra)
 
     @app.task(  # type: ignore[untyped-decorator]
         base=ServingTask,
@@ -222,7 +231,7 @@ def register(app: CoderRingApp) -> RingTasks:
         self: RingTask, ring: str, count: int, extra: str = "", bump: bool = False
     ) -> list[str]:
         """``count`` codes (1 to 10,000) of ``ring``, in one database transaction at most."""
-        return self.serve(ring, lambda server: server.get_codes(count, extra, bump))
+        return self.serve(ring, lambda server: server.get_codes(count, extra, bump), extra)
 
     @app.task(base=RingTask, bind=True, name=TASK_RESET, shared=False)  # type: ignore[untyped-decorator]
     def reset(self: RingTask, ring: str) -> int:

@@ -3,7 +3,7 @@
 :class:`WorkerMetrics` belongs to a :class:`~workers.runtime.WorkerRuntime`. Gauges are
 read at scrape time from its seats (the rings it holds, its pools) and the database;
 counters and the latency histogram are updated while it serves
-(:class:`workers.metered.MeteredTask`) and by the lease thread's hooks:
+(:meth:`workers.ring_tasks.RingTask.serve`) and by the lease thread's hooks:
 
 - :meth:`WorkerMetrics.saw_holders` each round: who held each ring;
 - :meth:`WorkerMetrics.notice`: a RELEASED notice (a holder handed a ring off);
