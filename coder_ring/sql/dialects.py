@@ -6,7 +6,7 @@ Each runs inside the caller's transaction on the caller's connection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -123,7 +123,7 @@ class PostgresOps:
     def read_positions(
         self, conn: Connection, extra_id: int, positions: Sequence[int]
     ) -> dict[int, int]:
-        rows = conn.execute(self._read, {"extra_id": extra_id, "positions": list(positions)})
+        rows = conn.execute(self._read, {"extra_id": extra_id, "positions": _array(positions)})
         return dict(rows.tuples().all())
 
     def write(
@@ -149,11 +149,11 @@ class PostgresOps:
             {
                 **params,
                 **_extra_params(extra_id, state),
-                "deletes": list(changes.deletes),
-                "up_positions": list(inserts),
-                "up_values": list(inserts.values()),
-                "set_positions": list(updates),
-                "set_values": list(updates.values()),
+                "deletes": _array(changes.deletes),
+                "up_positions": _array(inserts),
+                "up_values": _array(inserts.values()),
+                "set_positions": _array(updates),
+                "set_values": _array(updates.values()),
             },
         )
 
@@ -223,6 +223,13 @@ class SqliteOps:
                 )
             conn.execute(self._extra, _extra_params(extra_id, state))
         conn.execute(self._ring, _ring_params(ring_id, ring))
+
+
+def _array(numbers: Iterable[int]) -> str:
+    """A PostgreSQL array literal of ``numbers``, cast to ``bigint[]`` by the statement:
+    one text parameter is much cheaper for the driver than a list it dumps item by item
+    (half the client's time in a draw of 1,000 codes)."""
+    return "{" + ",".join(map(str, numbers)) + "}"
 
 
 def _split(

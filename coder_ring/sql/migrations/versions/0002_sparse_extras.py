@@ -68,12 +68,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "coder_ring_positions",
-        sa.Column(
-            "extra_id",
-            sa.Integer,
-            sa.ForeignKey("coder_ring_extras.id", ondelete="CASCADE"),
-            primary_key=True,
-        ),
+        # No foreign key: see coder_ring/sql/schema.py.
+        sa.Column("extra_id", sa.Integer, primary_key=True),
         sa.Column("position", sa.BigInteger, primary_key=True),
         sa.Column("value", sa.BigInteger, nullable=False),
     )
