@@ -194,6 +194,9 @@ class RingServer:
         The draw runs outside the serving mutex, so requests go on being served from the
         pool meanwhile. Errors are logged: the next request meets them and reports them.
         """
+        pool = self._pools.get(extra)
+        if pool is not None and len(pool.codes) * 2 >= self.pool_size:
+            return  # full enough (read without the mutex: checked again under it below)
         with self._mutex:
             pool = self._pools.get(extra)
             if (

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
@@ -82,6 +82,8 @@ class WorkerMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
+        #: ring -> its child of the latency histogram (labels() costs a lock per call).
+        self._latency: dict[str, Any] = {}
         self.registry.register(self)
         self.server: MetricsServer | None = None
 
@@ -157,7 +159,10 @@ class WorkerMetrics:
         if task in ISSUING_TASKS:
             issued = len(result) if isinstance(result, list) else int(isinstance(result, str))
         if task == "get_code":
-            self.latency.labels(ring).observe(seconds)
+            latency = self._latency.get(ring)
+            if latency is None:
+                latency = self._latency[ring] = self.latency.labels(ring)
+            latency.observe(seconds)
         with self._mutex:
             self._requests[ring, task] += 1
             if issued and isinstance(extra, str):
