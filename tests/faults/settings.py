@@ -61,7 +61,8 @@ ROUND_SECONDS_GUESS = 75.0
 #: What a caller may get instead of codes, with the faults that explain it.
 CLEAR_ERRORS = {
     "TimeoutError",  # celery: the request or its result was lost with a worker or Redis
-    "TaskRevokedError",  # the request expired before a worker could start it
+    "TaskRevokedError",  # a request sent with Celery's own expires, expired unstarted
+    "RequestExpired",  # the request expired (its deadline) before a worker started it
     "StoreUnavailable",  # PostgreSQL was down
     "BrokerUnreachable",  # the broker or result backend was down at .delay()
     "OperationalError",  # kombu: the broker went away while the result was awaited
