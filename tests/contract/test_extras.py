@@ -1,4 +1,4 @@
-"""Extras (RING.md, "Extras"): each (ring, extra) has its own cycle, and an extra that
+"""Extras (docs/ring.md, "Extras"): each (ring, extra) has its own cycle, and an extra that
 could issue another used extra's codes is refused. The rule alone, then on the three
 stores (``make_service``: memory, SQLite, PostgreSQL)."""
 

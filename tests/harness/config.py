@@ -60,23 +60,21 @@ def worker_env(
     **extra: str,
 ) -> dict[str, str]:
     """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
-    ``redis_url`` unless told otherwise). ``extra`` adds any other variable."""
-    env = {
-        "CODER_RING_NAMESPACE": namespace,
-        "CODER_RING_BROKER_URL": broker_url or redis_url,
-        "CODER_RING_RESULT_BACKEND": result_backend or broker_url or redis_url,
-        "CODER_RING_REDIS_URL": redis_url,
-        "CODER_RING_DATABASE_URL": database_url,
-        "CODER_RING_CONFIG": str(rings_file),
-        "CODER_RING_LOCK_TTL": str(lock_ttl),
-        "CODER_RING_VISIBILITY_TIMEOUT": str(visibility_timeout),
-    }
-    if task_expires is not None:
-        env["CODER_RING_TASK_EXPIRES"] = str(task_expires)
-    if refill_interval is not None:
-        env["CODER_RING_REFILL_INTERVAL"] = str(refill_interval)
-    env.update(extra)
-    return env
+    ``redis_url`` unless told otherwise), made by :meth:`WorkerSettings.to_env` (the one
+    place settings become an environment). ``extra`` adds any other variable."""
+    defaults = WorkerSettings()
+    settings = WorkerSettings(
+        engine=Settings(database_url=database_url, config_path=Path(rings_file)),
+        broker_url=broker_url or redis_url,
+        result_backend=result_backend or broker_url or redis_url,
+        redis_url=redis_url,
+        namespace=namespace,
+        lock_ttl=lock_ttl,
+        task_expires=defaults.task_expires if task_expires is None else task_expires,
+        visibility_timeout=visibility_timeout,
+        refill_interval=defaults.refill_interval if refill_interval is None else refill_interval,
+    )
+    return {**settings.to_env(), **extra}
 
 
 def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:

@@ -23,7 +23,7 @@ from coder_ring.profanity import (
     normalize,
 )
 
-# Written out here rather than imported: the tests' own reading of RING.md.
+# Written out here rather than imported: the tests' own reading of docs/ring.md.
 LOOKALIKES = str.maketrans({"3": "E", "4": "A", "5": "S", "7": "T", "8": "B"})
 
 #: How many of the 32**4 = 1,048,576 base codes a filtered base_length 4 ring leaves

@@ -32,7 +32,7 @@ from coder_ring import profanity
 from coder_ring.alphabet import ALPHABET, decode_base, encode_base
 from coder_ring.profanity import PROFANE_ROOTS, CodeSpace, _tables, is_profane, space_of
 
-# Written out here rather than imported: the tests' own reading of RING.md.
+# Written out here rather than imported: the tests' own reading of docs/ring.md.
 LOOKALIKES = str.maketrans({"3": "E", "4": "A", "5": "S", "7": "T", "8": "B"})
 LENGTHS = range(1, 9)
 
