@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,6 @@ def test_broker_and_result_backend_down_at_the_caller(tmp_path: Path, sqlite_url
     [done] = finished
     assert_one_line_error(done, *shown, code=1)
     assert database_state(sqlite_url) == before
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Processes of one test; all gone afterwards (their logs shown on failure)."""
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
 
 
 @pytest.mark.slow

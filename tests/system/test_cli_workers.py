@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,12 +39,6 @@ def env(tmp_path: Path, redis_url: str, sqlite_url: str) -> dict[str, str]:
     return worker_env(
         redis_url=redis_url, database_url=sqlite_url, rings_file=rings, refill_interval=1
     )
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
 
 
 def run_all(env: dict[str, str], *calls: list[str]) -> list[subprocess.CompletedProcess[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,6 @@ TIMEOUT = 10.0
 #: and process scheduling may add on a busy machine.
 ALLOWANCE = 1.0
 get, status = ring_calls(RING, TIMEOUT)
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
 
 
 def first_code(app: Any, ring: str, timeout: float) -> str:

@@ -9,7 +9,6 @@ in ``test_metrics_flower.py``; the alert rules, the dashboard and compose in
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,6 @@ from workers.metrics import DATABASE, DEFAULT_EXTRAS_SHOWN, OTHER_EXTRAS, WORKER
 
 WEIRD = 'we"ird\\{x}'  # quotes, a backslash and braces survive the text format
 get, _ = ring_calls(RING, 10.0)
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
 
 
 # --------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,13 +33,6 @@ from tests.system.metrics_scrape import (
 )
 from workers.cli import build
 from workers.serving import CeleryLayer
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
-
 
 WARM_UP, CALLS, IN_PROCESS, PROCESSES = 5, 1000, 12, 3
 

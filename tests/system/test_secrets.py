@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import signal
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -202,12 +201,6 @@ def test_delay_with_the_broker_down_never_shows_the_password(
 
 # --------------------------------------------------------------------------------------
 # A worker
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    with ProcessGroup(tmp_path / "processes") as processes:
-        yield processes
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from coder_ring import ALPHABET
-from tests.harness import TEST_LOCK_TTL, ProcessGroup, assert_distinct, caller_app
+from tests.harness import TEST_LOCK_TTL, assert_distinct, caller_app
 from tests.system.workers_support import (
     POOL,
     QUEUE,
@@ -35,18 +34,6 @@ from tests.system.workers_support import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Processes of one test; their logs' tails are printed (shown if the test fails)."""
-    group = ProcessGroup(tmp_path / "processes")
-    try:
-        yield group
-    finally:
-        group.close()
-        for process in group.processes:
-            print(process.log_tail(60))
 
 
 # --------------------------------------------------------------------------------------

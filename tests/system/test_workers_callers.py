@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from celery import Celery
 
 from coder_ring import ALPHABET, ExtraConflict, InvalidInput, NoWorker, UnknownRing
 from tests.harness import (
-    ProcessGroup,
     assert_distinct,
     caller_app,
     queue_length,
@@ -39,18 +37,6 @@ from tests.system.workers_support import (
 from workers.names import DEFAULT_NAMESPACE, TASK_GET_CODE, TASK_GET_CODES, ring_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[ProcessGroup]:
-    """Processes of one test; their logs' tails are printed (shown if the test fails)."""
-    group = ProcessGroup(tmp_path / "processes")
-    try:
-        yield group
-    finally:
-        group.close()
-        for process in group.processes:
-            print(process.log_tail(60))
 
 
 # --------------------------------------------------------------------------------------
