@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from coder_ring import ExtraConflict, RingConfig, RingService, SqlStore
 from coder_ring.alphabet import encode_base
 
@@ -89,6 +91,7 @@ def _extra_of(code: str) -> str:
     return next((extra for extra in ("hi", "26-") if code.startswith(extra)), "")
 
 
+@pytest.mark.slow  # four drawing processes: `make test` runs it
 def test_four_processes_drawing_from_one_ring_never_repeat(database_url: str) -> None:
     service = _service(database_url, [RING])
     try:

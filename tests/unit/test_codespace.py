@@ -110,6 +110,7 @@ def test_filtered_order_equals_brute_force(base_length: int) -> None:
     assert [space.rank(code) for code in clean] == list(range(space.total))
 
 
+@pytest.mark.slow  # brute force over every code: `make test` runs it
 def test_filtered_length_4_is_the_known_1046673_codes_in_brute_force_order() -> None:
     """The README's figure: 1,903 of the 32**4 four-character codes are left out."""
     space = space_of(4, True)
@@ -124,6 +125,7 @@ def test_filtered_length_4_is_the_known_1046673_codes_in_brute_force_order() -> 
 # --- filtered spaces at lengths 5-8 ------------------------------------------------
 
 
+@pytest.mark.slow  # brute force over every code: `make test` runs it
 def test_dp_count_agrees_with_brute_force_where_both_run() -> None:
     """The test's own counter is trusted at 5-8 only because it matches brute force here."""
     assert dp_clean_counts()[:5] == (1, 32, 32**2, 32**3 - 29, 1_046_673)
@@ -222,6 +224,7 @@ def fresh_tables() -> Iterator[None]:
     _tables.cache_clear()
 
 
+@pytest.mark.slow  # brute force over every code: `make test` runs it
 def test_roots_inside_other_roots_are_matched_through_failure_links(
     monkeypatch: pytest.MonkeyPatch, fresh_tables: None
 ) -> None:
