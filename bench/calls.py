@@ -1,7 +1,7 @@
 """Calls as users make them: through a caller app, ``task.delay(...).get(...)``.
 
 coder_ring's calls go through an app built the way a caller builds one
-(:func:`workers.app.create_app`) and its task objects (``app.ring_tasks``), so the
+(:func:`coder_ring.celery.app.create_app`) and its task objects (``app.ring_tasks``), so the
 client-side costs (argument checks, the registry's fail-fast check, routing) are
 measured too. The anchor's go through a plain Celery app (:mod:`bench.anchor_app`).
 
@@ -21,8 +21,8 @@ from typing import Any
 import redis
 
 from bench.anchor_app import NOOP, make_app
-from workers.app import CoderRingApp, create_app
-from workers.settings import WorkerSettings
+from coder_ring.celery.app import CoderRingApp, create_app
+from coder_ring.worker_settings import WorkerSettings
 
 #: What a call does: the anchor's no-op, coder_ring's no-op, get_code, get_codes.
 KINDS = ("anchor", "noop", "get_code", "get_codes")

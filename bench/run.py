@@ -54,7 +54,7 @@ from bench.resources import (
     postgres_server_url,
 )
 from coder_ring.settings import Settings
-from workers.settings import WorkerSettings
+from coder_ring.worker_settings import WorkerSettings
 
 DEFAULT_OUTPUT_DIR = Path("bench-results")
 

@@ -1,12 +1,12 @@
 """The worker processes the benchmark starts, each as a user would start it.
 
-* a coder_ring worker: ``python -m workers.cli worker RING... --loglevel WARNING``, the
+* a coder_ring worker: ``python -m coder_ring.celery.cli worker RING... --loglevel WARNING``, the
   shipped command with the shipped defaults (``coder-ring worker`` is the same entry
   point), configured only through ``CODER_RING_*`` variables;
 * the anchor: a default Celery worker on a plain app with a no-op task,
   ``celery -A bench.anchor_app worker -P solo --loglevel WARNING``.
 
-Both are :class:`workers.processes.Process` (own process group, own log file); a
+Both are :class:`coder_ring.celery.demo.processes.Process` (own process group, own log file); a
 :class:`Workers` group stops every one it started, whatever happens.
 """
 
@@ -23,9 +23,9 @@ from types import TracebackType
 import redis
 
 from bench.anchor_app import BACKEND_ENV, BROKER_ENV, QUEUE_ENV
-from workers.lease import as_text
-from workers.names import lock_key
-from workers.processes import Process
+from coder_ring.celery.demo.processes import Process
+from coder_ring.registry.keys import lock_key
+from coder_ring.registry.lease import as_text
 
 #: Seconds a worker gets to start and take its rings.
 READY_TIMEOUT = 90.0
@@ -44,7 +44,7 @@ def coder_ring_command(rings: Sequence[str], name: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "workers.cli",
+        "coder_ring.celery.cli",
         "worker",
         *rings,
         "--hostname",

@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine, text
 
-from workers.demo.local_redis import LocalRedis, free_port
+from coder_ring.celery.demo.local_redis import LocalRedis, free_port
 
 PG_USER = "postgres"  # PostgreSQL refuses to run as root; tests run its tools as this user
 

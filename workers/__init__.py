@@ -1,4 +1,1 @@
-"""The Celery service of coder_ring: one locked, single-concurrency worker per ring.
-
-``celery -A workers.app worker|beat|flower`` use the app in :mod:`workers.app`.
-"""
+"""The worker deployment: the module ``celery -A workers.app`` loads. Not installed."""

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from coder_ring.celery.app import CoderRingApp, create_app
+from coder_ring.worker_settings import WorkerSettings
 from tests.harness.config import CODER_RING, REPO, settings_from_env
-from workers.app import CoderRingApp, create_app
-from workers.settings import WorkerSettings
 
 T = TypeVar("T")
 

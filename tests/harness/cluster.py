@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
+from coder_ring.registry.keys import DEFAULT_NAMESPACE, lock_key, ring_queue
+from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.membership import MemberInfo, live_members
 from tests.harness.config import settings_from_env
-from workers.lease import as_text, holder_name
-from workers.membership import MemberInfo, live_members
-from workers.names import DEFAULT_NAMESPACE, lock_key, ring_queue
 
 
 def members(env: Mapping[str, str]) -> list[MemberInfo]:

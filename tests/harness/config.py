@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from coder_ring.config import RingConfig
+from coder_ring.registry.keys import DEFAULT_NAMESPACE
 from coder_ring.service import RingService
 from coder_ring.settings import Settings
 from coder_ring.sql.store import SqlStore
-from workers.names import DEFAULT_NAMESPACE
-from workers.settings import WorkerSettings
+from coder_ring.worker_settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CELERY = str(BIN / "celery")
 #: ``coder-ring`` as a module of this interpreter (the console script's ``main``).
-CODER_RING = [sys.executable, "-m", "workers.cli"]
+CODER_RING = [sys.executable, "-m", "coder_ring.celery.cli"]
 HOSTNAME = socket.gethostname()
 
 #: Short but robust timings for tests where a takeover matters.

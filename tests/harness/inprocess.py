@@ -1,8 +1,8 @@
 """A real Celery worker running in the test's own process (fast: no worker subprocess).
 
 The worker is Celery's own embedded test worker
-(``celery.contrib.testing.worker.start_worker``) on a :class:`~workers.app.CoderRingApp`
-built from :class:`~workers.settings.WorkerSettings`, with the app's own
+(``celery.contrib.testing.worker.start_worker``) on a :class:`~coder_ring.celery.app.CoderRingApp`
+built from :class:`~coder_ring.worker_settings.WorkerSettings`, with the app's own
 ``RingOwnership`` bootstep, so it takes its rings' locks and consumes their queues
 exactly as ``coder-ring worker`` does.
 """
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 from celery.contrib.testing.worker import start_worker
 
+from coder_ring.celery.app import CoderRingApp, create_app
+from coder_ring.worker_settings import WorkerSettings
 from tests.harness.calls import wait_until
-from workers.app import CoderRingApp, create_app
-from workers.settings import WorkerSettings
 
 #: The in-process worker's node name.
 NODE = "inprocess@tests"

@@ -13,19 +13,19 @@ from typing import Any
 
 import redis
 
+from coder_ring.celery.demo.processes import Process
+from coder_ring.registry.keys import DEFAULT_NAMESPACE, lock_key
+from coder_ring.registry.lease import as_text, holder_name
 from tests.harness.calls import wait_until
 from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port
-from workers.lease import as_text, holder_name
-from workers.names import DEFAULT_NAMESPACE, lock_key
-from workers.processes import Process
 
 #: A worker's log line for a code (or codes) handed out: the result, as Python's repr.
 SUCCEEDED = re.compile(r"Task coder_ring\.get_codes?\[[0-9a-f-]+\] succeeded in \S+: (.+)$", re.M)
 
 
 class ManagedProcess(Process):
-    """A :class:`workers.processes.Process` (own process group, own log file) that tests
-    can also wait on: :meth:`wait_for_log`."""
+    """A :class:`coder_ring.celery.demo.processes.Process` (own process group, own log
+    file) that tests can also wait on: :meth:`wait_for_log`."""
 
     def __init__(
         self,

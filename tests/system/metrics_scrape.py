@@ -16,12 +16,12 @@ import redis
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from coder_ring.metrics.catalog import CATALOG, names_of
+from coder_ring.registry.keys import DEFAULT_NAMESPACE
+from coder_ring.registry.membership import live_members
 from tests.harness import ManagedProcess, WorkerProcess, wait_until, worker_env, write_rings
-from workers.membership import live_members
-from workers.metrics import CATALOG, names_of
-from workers.names import DEFAULT_NAMESPACE
 
-CLI = [sys.executable, "-m", "workers.cli"]
+CLI = [sys.executable, "-m", "coder_ring.celery.cli"]
 RING = "one"
 Families = dict[str, Metric]
 

@@ -14,6 +14,13 @@ from typing import Any
 
 import redis
 
+from coder_ring.registry.keys import (
+    DEFAULT_NAMESPACE,
+    coordinator_key,
+    lock_key,
+    member_key,
+    ring_queue,
+)
 from tests.harness import (
     HolderWatch,
     ProcessGroup,
@@ -24,7 +31,6 @@ from tests.harness import (
     wait_until,
 )
 from tests.system.registry_callers import Callers
-from workers.names import DEFAULT_NAMESPACE, coordinator_key, lock_key, member_key, ring_queue
 
 RINGS = [f"r{index:03d}" for index in range(100)]
 SMALL = {"base_length": 1, "pool_size": 4}

@@ -34,6 +34,7 @@ import pytest
 
 from coder_ring import ConfigError, InvalidInput, RingConfig, Settings, load_rings
 from coder_ring.alphabet import ALPHABET
+from coder_ring.registry.keys import ring_queue
 from tests.harness import caller_app, queue_length
 from tests.harness.cli import assert_one_line_error
 from tests.harness.shared import ServiceFactory
@@ -56,7 +57,6 @@ from tests.system.bad_inputs_support import (
     tasks_by_name,
     whole_cli,
 )
-from workers.names import ring_queue
 
 # --------------------------------------------------------------------------------------
 # Bad arguments

@@ -12,6 +12,8 @@ import pytest
 
 from coder_ring import ConfigError, NoWorker, RingMismatch, load_rings
 from coder_ring.alphabet import ALPHABET
+from coder_ring.celery.cli import build
+from coder_ring.worker_settings import WorkerSettings
 from tests.harness import (
     BIN,
     ManagedProcess,
@@ -33,8 +35,6 @@ from tests.system.bad_inputs_support import (
     serving,
     whole_cli,
 )
-from workers.cli import build
-from workers.settings import WorkerSettings
 
 #: Bad worker settings (environment) and the texts their error must show.
 BAD_SETTINGS = [

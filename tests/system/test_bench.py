@@ -28,8 +28,8 @@ from bench.resources import (
 )
 from bench.run import run_bench
 from coder_ring.settings import Settings
+from coder_ring.worker_settings import WorkerSettings
 from tests.harness.shared import PG_ADMIN_URL, REDIS_TEST_URL, require
-from workers.settings import WorkerSettings
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The commands workers/cli.py adds, end to end: `worker`, `beat`, `workers`, and `get` /
+"""The commands coder_ring/celery/cli.py adds, end to end: `worker`, `beat`, `workers`, and `get` /
 `status` through a running worker; `get` with no worker; `worker`'s bad arguments. (Bad
 arguments of `get` through a worker: tests/system/test_bad_inputs.py.)"""
 
@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from coder_ring import ALPHABET
+from coder_ring.celery.cli import build
+from coder_ring.celery.cli_layer import DEFAULT_GET_TIMEOUT
 from tests.harness import (
     CODER_RING,
     HOSTNAME,
@@ -26,8 +28,6 @@ from tests.harness import (
     write_rings,
 )
 from tests.harness.cli import assert_one_line_error
-from workers.cli import build
-from workers.serving import DEFAULT_GET_TIMEOUT
 
 ENGINE_COMMANDS = {"init", "migrate", "populate", "get", "status", "reset", "rebuild"}
 WORKER_COMMANDS = {"worker", "beat", "workers", "demo"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from coder_ring.alphabet import ALPHABET
+from coder_ring.celery.demo.local_redis import LocalRedis, answers, free_port
 from tests.harness import run_cli
-from workers.demo.local_redis import LocalRedis, answers, free_port
 
 CODE = re.compile(rf"^  ([{ALPHABET}]{{4}})$", re.MULTILINE)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from coder_ring.metrics.catalog import DATABASE, DEFAULT_EXTRAS_SHOWN, OTHER_EXTRAS, WORKER
 from coder_ring.service import RingService
 from tests.harness import (
     ProcessGroup,
@@ -34,7 +35,6 @@ from tests.system.metrics_scrape import (
     value,
     wait_for_a_round,
 )
-from workers.metrics import DATABASE, DEFAULT_EXTRAS_SHOWN, OTHER_EXTRAS, WORKER
 
 WEIRD = 'we"ird\\{x}'  # quotes, a backslash and braces survive the text format
 get, _ = ring_calls(RING, 10.0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from coder_ring.metrics.catalog import CATALOG
 from tests.harness.shared import require
-from workers.metrics import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from coder_ring.celery.cli import build
+from coder_ring.celery.cli_layer import CeleryLayer
 from coder_ring.cli_support import AppContext
 from coder_ring.settings import Settings
 from tests.harness import ProcessGroup, free_port, wait_until
@@ -31,8 +33,6 @@ from tests.system.metrics_scrape import (
     series,
     value,
 )
-from workers.cli import build
-from workers.serving import CeleryLayer
 
 WARM_UP, CALLS, IN_PROCESS, PROCESSES = 5, 1000, 12, 3
 

@@ -23,13 +23,12 @@ def test_the_wheel_ships_the_product_and_no_benchmark(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("coder_ring-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if "/" in name and ".dist-info" not in name}
-    assert tops == {"coder_ring", "workers"}
+    assert tops == {"coder_ring"}
     assert not [name for name in names if "bench" in name.split("/")[0]]
     for shipped in (
         "coder_ring/sample_rings.toml",
         "coder_ring/py.typed",
         "coder_ring/sql/migrations/env.py",
         "coder_ring/sql/migrations/versions/0002_sparse_extras.py",
-        "workers/py.typed",
     ):
         assert shipped in names

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from tests.harness import wait_until
 from tests.system.registry_cluster import RINGS
-from workers.coordinator import Coordinator, read_assignment
-from workers.membership import MemberInfo, Membership, live_members
 
 pytestmark = [pytest.mark.redis]
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from coder_ring.errors import NoWorker
+from coder_ring.registry.caller_view import MAX_AGE
 from tests.harness import (
     TEST_LOCK_TTL,
     HolderWatch,
@@ -44,7 +45,6 @@ from tests.system.registry_cluster import (
     whole_takeover,
     workers_json,
 )
-from workers.registry import MAX_AGE
 
 pytestmark = [pytest.mark.redis]
 

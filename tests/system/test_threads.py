@@ -1,4 +1,4 @@
-"""Callers in threads and in asyncio code, through ``workers.tasks`` (the app configured
+"""Callers in threads and in asyncio code, through ``coder_ring.celery.callers`` (the app configured
 from the environment) and through an app made with ``create_app(settings)`` beside it.
 
 The calls run in a caller process of their own (tests/system/thread_caller.py), because

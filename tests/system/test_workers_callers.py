@@ -17,6 +17,7 @@ import pytest
 from celery import Celery
 
 from coder_ring import ALPHABET, ExtraConflict, InvalidInput, NoWorker, UnknownRing
+from coder_ring.registry.keys import DEFAULT_NAMESPACE, TASK_GET_CODE, TASK_GET_CODES, ring_queue
 from tests.harness import (
     assert_distinct,
     caller_app,
@@ -34,7 +35,6 @@ from tests.system.workers_support import (
     one_ring_env,
     status,
 )
-from workers.names import DEFAULT_NAMESPACE, TASK_GET_CODE, TASK_GET_CODES, ring_queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from coder_ring.registry.keys import DEFAULT_NAMESPACE, ring_queue
 from tests.harness import WorkerProcess, ring_calls, worker_env, write_rings
-from workers.names import DEFAULT_NAMESPACE, ring_queue
 
 RING = "one"
 QUEUE = ring_queue(DEFAULT_NAMESPACE, RING)

@@ -12,8 +12,8 @@ from typing import Any
 import click
 import yaml
 
-from workers.cli import build
-from workers.settings import WorkerSettings
+from coder_ring.celery.cli import build
+from coder_ring.worker_settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -41,6 +41,7 @@ def engine_modules() -> list[str]:
         for module in pkgutil.walk_packages(coder_ring.__path__, "coder_ring.")
         if not module.name.startswith("coder_ring.sql.migrations.versions")
         and module.name != "coder_ring.sql.migrations.env"  # runs only inside alembic
+        and not module.name.startswith("coder_ring.celery")
     ]
 
 
@@ -183,7 +184,7 @@ def test_the_private_names_check_catches_what_it_must() -> None:
     code = (
         "import coder_ring.cli as engine_cli\n"
         "from coder_ring.sql.store import _translate\n"
-        "from workers.app import app\n"
+        "from coder_ring.celery.app import app\n"
         "engine_cli._status_rows\n"
         "app._rings\n"
         "class A:\n"
@@ -314,8 +315,8 @@ def test_importing_the_celery_app_connects_to_nothing() -> None:
         "os.environ['CODER_RING_REDIS_URL'] = 'redis://127.0.0.1:1/0'\n"
         "os.environ['CODER_RING_DATABASE_URL'] = 'postgresql://nobody@127.0.0.1:1/none'\n"
         "os.environ['CODER_RING_CONFIG'] = '/nonexistent/rings.toml'\n"
-        "import workers.app, workers.tasks, workers.cli\n"
-        "workers.cli.build()\n"
+        "import workers.app, coder_ring.celery.callers, coder_ring.celery.cli\n"
+        "coder_ring.celery.cli.build()\n"
         "print(workers.app.app.conf.broker_url)\n"
     )
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""Placement (:func:`workers.placement.place`) as a pure function: balance, stickiness,
+"""Placement (:func:`coder_ring.registry.placement.place`) as a pure function: balance, stickiness,
 restrictions (``worker RING...``), the cap on moves, what a join or a leave moves, and
 determinism; then properties over random members, restrictions and starting points.
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.placement import Candidate, Placement, place
+from coder_ring.registry.placement import Candidate, Placement, place
 
 RINGS = [f"r{index:03d}" for index in range(100)]
 UNLIMITED = 10_000

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis
 
-from workers.names import notices_channel
+from coder_ring.registry.keys import notices_channel
 
 log = logging.getLogger("coder_ring.worker")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import redis
 
+from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import ConfigError
-from workers.processes import Process
 
 SERVER_ENV = "CODER_RING_REDIS_SERVER"
 

@@ -16,7 +16,7 @@ import uuid
 
 import redis
 
-from workers.names import lock_key
+from coder_ring.registry.keys import lock_key
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then

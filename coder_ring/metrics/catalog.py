@@ -4,10 +4,10 @@ ring's status becomes series.
 Two views serve them (both with :mod:`prometheus_client`, each process its own
 registry, every figure read when Prometheus scrapes):
 
-- a worker (``CODER_RING_METRICS_PORT``, :mod:`workers.worker_metrics`): the rings it
+- a worker (``CODER_RING_METRICS_PORT``, :mod:`coder_ring.metrics.worker`): the rings it
   holds, its pools, and what it counted while serving (codes issued, errors,
   failovers and handoffs it took part in, get_code latency);
-- ``coder-ring metrics`` (:mod:`workers.database_metrics`): every configured ring, held
+- ``coder-ring metrics`` (:mod:`coder_ring.metrics.database`): every configured ring, held
   or not, from the database and the locks.
 
 No series is keyed by a caller, a task id or a process of a caller, so the number of

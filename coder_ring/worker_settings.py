@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from coder_ring.errors import ConfigError
+from coder_ring.registry.keys import DEFAULT_NAMESPACE, check_namespace
 from coder_ring.settings import CONFIG_PATH_ENV, DATABASE_URL_ENV, Settings
-from workers.names import DEFAULT_NAMESPACE, check_namespace
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}

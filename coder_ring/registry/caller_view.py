@@ -15,7 +15,7 @@ import time
 import redis
 
 from coder_ring.errors import NoWorker
-from workers.membership import MemberInfo, live_members
+from coder_ring.registry.membership import MemberInfo, live_members
 
 #: Seconds a caller trusts its view of the live workers.
 MAX_AGE = 1.0

@@ -1,5 +1,5 @@
 """Where each ring should be served: a pure function of the members and where the rings
-are now. No I/O; :mod:`workers.coordinator` runs it.
+are now. No I/O; :mod:`coder_ring.registry.coordinator` runs it.
 
 The rule, in order:
 

@@ -1,6 +1,6 @@
 """One ring as a worker sees it: its lease, its pool server, and the serving of a request.
 
-Nothing here imports Celery: :mod:`workers.ring_tasks` turns :class:`NotServedHere` into
+Nothing here imports Celery: :mod:`coder_ring.celery.ring_tasks` turns :class:`NotServedHere` into
 a requeue of the request.
 """
 
@@ -16,7 +16,7 @@ import redis
 
 from coder_ring.errors import CoderRingError, Fenced, NotHolding
 from coder_ring.pool import RingServer
-from workers.lease import Lease
+from coder_ring.registry.lease import Lease
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
-from workers.names import member_key, members_key
+from coder_ring.registry.keys import member_key, members_key
 
 # Heartbeat: the record, stamped with the server's time, and its TTL; returns that time.
 _HEARTBEAT = """

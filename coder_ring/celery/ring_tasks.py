@@ -1,4 +1,4 @@
-"""The ring tasks, bound to one :class:`~workers.app.CoderRingApp`. Thin: check the call
+"""The ring tasks, bound to one :class:`~coder_ring.celery.app.CoderRingApp`. Thin: check the call
 once in the caller, find this worker's seat, call the engine.
 
 The caller's side (:meth:`RingTask.apply_async`) checks the arguments, refuses
@@ -19,6 +19,7 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
+from coder_ring.celery.seat import NotServedHere
 from coder_ring.errors import (
     BrokerUnreachable,
     CoderRingError,
@@ -28,9 +29,7 @@ from coder_ring.errors import (
     UnknownRing,
 )
 from coder_ring.pool import RingServer
-from coder_ring.urls import redact_url
-from coder_ring.validation import check_bump, check_count, check_extra
-from workers.names import (
+from coder_ring.registry.keys import (
     TASK_GET_CODE,
     TASK_GET_CODES,
     TASK_NOOP,
@@ -39,11 +38,12 @@ from workers.names import (
     TASK_STATUS,
     ring_queue,
 )
-from workers.seat import NotServedHere
+from coder_ring.urls import redact_url
+from coder_ring.validation import check_bump, check_count, check_extra
 
 if TYPE_CHECKING:
-    from workers.app import CoderRingApp
-    from workers.runtime import WorkerRuntime
+    from coder_ring.celery.app import CoderRingApp
+    from coder_ring.celery.runtime import WorkerRuntime
 
 T = TypeVar("T")
 REQUIRED = object()

@@ -15,12 +15,12 @@ import redis
 from rich import box
 from rich.table import Table
 
+from coder_ring.celery.cli_layer import CeleryLayer, worker_settings
 from coder_ring.cli import PROG_NAME, build_cli
 from coder_ring.cli_support import HELP, CliError, app_context, cell, print_table
 from coder_ring.errors import CoderRingError, StoreUnavailable
+from coder_ring.metrics.database import metrics
 from coder_ring.urls import redact_url
-from workers.database_metrics import metrics
-from workers.serving import CeleryLayer, worker_settings
 
 
 @click.command(context_settings=HELP)
@@ -51,7 +51,7 @@ def worker(
         service.ring(ring)  # UnknownRing names the configured rings
     from celery.utils.nodenames import default_nodename, host_format
 
-    from workers.app import create_app
+    from coder_ring.celery.app import create_app
 
     # Started in-process rather than through Celery's command line, which loads every
     # command plugin (flower, click-repl...): about 17 MB less resident memory.
@@ -86,7 +86,7 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
     """
     app = app_context(ctx)
     app.service()  # the rings file must be valid before beat starts
-    from workers.app import create_app
+    from coder_ring.celery.app import create_app
 
     path = schedule or str(Path(tempfile.mkdtemp(prefix="coder_ring_beat_")) / "schedule")
     create_app(worker_settings(app)).start(["beat", f"--loglevel={loglevel}", f"--schedule={path}"])
@@ -98,10 +98,10 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
 def workers_command(ctx: click.Context, as_json: bool) -> None:
     """List the live ring workers of this namespace: the rings each may serve and holds,
     its heartbeat age, and whether it reaches its database."""
-    from workers.coordinator import read_assignment
-    from workers.lease import as_text
-    from workers.membership import live_members
-    from workers.names import coordinator_key
+    from coder_ring.registry.coordinator import read_assignment
+    from coder_ring.registry.keys import coordinator_key
+    from coder_ring.registry.lease import as_text
+    from coder_ring.registry.membership import live_members
 
     settings = worker_settings(app_context(ctx))
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -162,7 +162,7 @@ def demo(workdir: str | None) -> None:
     """Everything in one command: an embedded SQLite file, a Redis (started here when
     none answers), migrate, a worker and beat in a namespace of their own; prints codes
     and the status, then stops all it started."""
-    from workers.demo.run import run_demo
+    from coder_ring.celery.demo.run import run_demo
 
     run_demo(Path(workdir) if workdir else None)
 

@@ -22,22 +22,22 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
+from coder_ring.celery.cli_layer import worker_settings
 from coder_ring.cli_support import HELP, CliError, app_context
 from coder_ring.errors import CoderRingError, ConfigError
-from coder_ring.service import RingService
-from coder_ring.urls import redact_url
-from workers.lease import as_text, holder_name
-from workers.membership import live_members
-from workers.metrics import (
+from coder_ring.metrics.catalog import (
     DATABASE,
     DEFAULT_EXTRAS_SHOWN,
     DEFAULT_METRICS_PORT,
     Families,
     MetricsServer,
 )
-from workers.names import lock_key
-from workers.serving import worker_settings
-from workers.settings import WorkerSettings
+from coder_ring.registry.keys import lock_key
+from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.membership import live_members
+from coder_ring.service import RingService
+from coder_ring.urls import redact_url
+from coder_ring.worker_settings import WorkerSettings
 
 log = logging.getLogger("coder_ring.metrics")
 

@@ -1,7 +1,7 @@
 """The ring tasks of the app of ``celery -A workers.app`` (configured from the
 environment), for callers:
 
-    from workers.tasks import get_code, get_codes, status
+    from coder_ring.celery.callers import get_code, get_codes, status
     get_code.delay("widget").get(timeout=30)          # '8CH4', from any thread
     await aget_code("widget")                          # from asyncio code
 
@@ -17,7 +17,7 @@ import asyncio
 
 from celery import Task
 
-from workers.app import app
+from coder_ring.celery.app import app
 
 get_code: Task = app.ring_tasks.get_code
 get_codes: Task = app.ring_tasks.get_codes

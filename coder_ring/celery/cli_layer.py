@@ -14,20 +14,20 @@ import redis
 
 from coder_ring.cli_support import AppContext, CliError
 from coder_ring.errors import CoderRingError, StoreUnavailable
+from coder_ring.registry import notices
+from coder_ring.registry.keys import lock_key
+from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.membership import live_members
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
 from coder_ring.urls import redact_url
-from workers import notices
-from workers.lease import as_text, holder_name
-from workers.membership import live_members
-from workers.names import lock_key
-from workers.settings import WorkerSettings
+from coder_ring.worker_settings import WorkerSettings
 
 if TYPE_CHECKING:
     # Imported when first used: importing workers.app builds the environment's app, so a
     # bad CODER_RING_* variable would break every command (even --help) with a traceback
     # instead of failing the commands that need it with one `error:` line.
-    from workers.app import CoderRingApp
+    from coder_ring.celery.app import CoderRingApp
 
 #: Seconds ``get`` waits for a worker when --timeout is not given.
 DEFAULT_GET_TIMEOUT = 30.0
@@ -43,7 +43,7 @@ def worker_settings(app: AppContext) -> WorkerSettings:
 @contextmanager
 def celery_app(app: AppContext) -> Iterator[CoderRingApp]:
     """A coder_ring Celery app for this invocation, closed afterwards."""
-    from workers.app import create_app
+    from coder_ring.celery.app import create_app
 
     celery = create_app(worker_settings(app))
     try:

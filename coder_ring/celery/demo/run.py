@@ -1,7 +1,7 @@
 """``coder-ring demo``: from nothing to codes, then leave nothing running.
 
 Uses an embedded SQLite file and the Redis at $CODER_RING_BROKER_URL if one answers;
-otherwise it starts a private redis-server (see :mod:`workers.demo.local_redis`). Its
+otherwise it starts a private redis-server (see :mod:`coder_ring.celery.demo.local_redis`). Its
 namespace is its own (``demo-<random>``), so on a Redis that also serves a real
 deployment the demo never meets that deployment's workers, nor they the demo's.
 """
@@ -20,14 +20,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from coder_ring.celery.app import create_app
+from coder_ring.celery.demo.local_redis import LocalRedis, answers
+from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
+from coder_ring.registry.lease import current_holder
 from coder_ring.service import RingService
 from coder_ring.settings import Settings
-from workers.app import create_app
-from workers.demo.local_redis import LocalRedis, answers
-from workers.lease import current_holder
-from workers.processes import Process
-from workers.settings import WorkerSettings
+from coder_ring.worker_settings import WorkerSettings
 
 DEMO_RINGS = """\
 # The demo's rings (see config/rings.toml for every key).
@@ -92,7 +92,7 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             console.print(f"  {name}: {record.total_codes:,} codes per cycle, ready (no fill)")
 
         env = settings.to_env()
-        coder_ring = [sys.executable, "-m", "workers.cli"]
+        coder_ring = [sys.executable, "-m", "coder_ring.celery.cli"]
         worker = Process(
             "worker",
             [*coder_ring, "worker", "--all", "--hostname=demo@%h", "--loglevel=INFO"],

@@ -5,14 +5,14 @@ event loop and of any task in flight. Each round it:
 
 1. reloads the rings file if it changed (rings added are served, rings removed are
    handed off, changed ones are claimed again with their new settings);
-2. checks the database's health (:mod:`workers.health`);
+2. checks the database's health (:mod:`coder_ring.celery.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
-   (:mod:`workers.coordinator`), and reads the assignment;
+   (:mod:`coder_ring.registry.coordinator`), and reads the assignment;
 4. takes, renews, hands off or loses each ring's lock to follow the assignment;
 5. checks that the epochs of the rings it serves are still its own (an operator's
    reset or rebuild reaches it here, or at once by a notice).
 
-Nothing here imports Celery; :mod:`workers.ownership` plugs it into the consumer.
+Nothing here imports Celery; :mod:`coder_ring.celery.ownership` plugs it into the consumer.
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from coder_ring.celery.health import LOST, DatabaseHealth
+from coder_ring.celery.seat import RingSeat
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
+from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.pool import RingServer
+from coder_ring.registry import notices
+from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.keys import lock_key
+from coder_ring.registry.lease import Lease, as_text, new_member_id
+from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from coder_ring.service import RingService
 from coder_ring.urls import redact_url
-from workers import notices
-from workers.coordinator import Coordinator, read_assignment
-from workers.health import LOST, DatabaseHealth
-from workers.lease import Lease, as_text, new_member_id
-from workers.membership import MemberInfo, Membership, live_members
-from workers.names import lock_key
-from workers.seat import RingSeat
-from workers.settings import WorkerSettings
-from workers.worker_metrics import WorkerMetrics
+from coder_ring.worker_settings import WorkerSettings
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -103,7 +103,7 @@ class WorkerRuntime:
             self._on_notice,
         )
         self._sync_seats()
-        #: Ring metrics (workers.worker_metrics), served on CODER_RING_METRICS_PORT if set.
+        #: Ring metrics (coder_ring.metrics.worker), served on CODER_RING_METRICS_PORT if set.
         self.metrics = WorkerMetrics(self)
 
     # -- public -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ next member to ask takes over within the TTL. A duplicate holder is still harmle
 the ring lock admits one consumer and the database epoch fences any stale writer.
 
 Each round the coordinator reads the live members and where rings are held, runs
-:func:`workers.placement.place`, and writes the assignment (only if it is still the
+:func:`coder_ring.registry.placement.place`, and writes the assignment (only if it is still the
 coordinator: the write is fenced by its lease). Rebalancing waits until membership
 has not changed for ``settle`` seconds, and at most ``max_moves`` rings are on their
 way between members at any time (moves assigned in earlier rounds and not completed yet
@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
-from workers.lease import Lease, as_text
-from workers.membership import MemberInfo
-from workers.names import assignment_key, coordinator_key
-from workers.placement import Candidate, Placement, place
+from coder_ring.registry.keys import assignment_key, coordinator_key
+from coder_ring.registry.lease import Lease, as_text
+from coder_ring.registry.membership import MemberInfo
+from coder_ring.registry.placement import Candidate, Placement, place
 
 log = logging.getLogger("coder_ring.worker")
 

@@ -1,9 +1,9 @@
 """A worker's own ring metrics, served on ``CODER_RING_METRICS_PORT`` (off by default).
 
-:class:`WorkerMetrics` belongs to a :class:`~workers.runtime.WorkerRuntime`. Gauges are
+:class:`WorkerMetrics` belongs to a :class:`~coder_ring.celery.runtime.WorkerRuntime`. Gauges are
 read at scrape time from its seats (the rings it holds, its pools) and the database;
 counters and the latency histogram are updated while it serves
-(:meth:`workers.ring_tasks.RingTask.serve`) and by the lease thread's hooks:
+(:meth:`coder_ring.celery.ring_tasks.RingTask.serve`) and by the lease thread's hooks:
 
 - :meth:`WorkerMetrics.saw_holders` each round: who held each ring;
 - :meth:`WorkerMetrics.notice`: a RELEASED notice (a holder handed a ring off);
@@ -32,8 +32,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 
 from coder_ring.errors import CoderRingError, UnknownRing
-from coder_ring.pool import MAX_POOLED_EXTRAS
-from workers.metrics import (
+from coder_ring.metrics.catalog import (
     LATENCY_BUCKETS,
     METRICS,
     OTHER_EXTRAS,
@@ -41,10 +40,11 @@ from workers.metrics import (
     Families,
     MetricsServer,
 )
-from workers.notices import RELEASED
+from coder_ring.pool import MAX_POOLED_EXTRAS
+from coder_ring.registry.notices import RELEASED
 
 if TYPE_CHECKING:
-    from workers.runtime import WorkerRuntime
+    from coder_ring.celery.runtime import WorkerRuntime
 
 log = logging.getLogger("coder_ring.metrics")
 

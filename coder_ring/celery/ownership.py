@@ -1,7 +1,7 @@
 """The consumer bootstep that makes a worker consume a ring's queue only while it
 serves the ring.
 
-The lease thread (:class:`~workers.runtime.WorkerRuntime`) decides; this step only
+The lease thread (:class:`~coder_ring.celery.runtime.WorkerRuntime`) decides; this step only
 reconciles what the consumer consumes with what the seats say, always on the event
 loop's thread (kombu consumers are not thread-safe): right away through
 ``hub.call_soon`` when a seat changes, and every half second as a backstop.
@@ -14,9 +14,9 @@ from typing import Any
 
 from celery import bootsteps
 
+from coder_ring.celery.runtime import WorkerRuntime
 from coder_ring.errors import CoderRingError
-from workers.names import ring_queue
-from workers.runtime import WorkerRuntime
+from coder_ring.registry.keys import ring_queue
 
 log = logging.getLogger("coder_ring.worker")
 RECONCILE_SECONDS = 0.5
@@ -36,7 +36,7 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def __init__(self, c: Any, rings: str | None = None, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
-        from workers.app import CoderRingApp
+        from coder_ring.celery.app import CoderRingApp
 
         app = c.app
         if not isinstance(app, CoderRingApp):

@@ -1,0 +1,1 @@
+"""The serving layer on Celery: the app, the ring tasks, the worker, beat, the CLI."""

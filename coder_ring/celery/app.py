@@ -1,0 +1,107 @@
+"""The Celery app: ``celery -A workers.app worker|beat|flower``.
+
+:class:`CoderRingApp` is a typed Celery app built from explicit settings; its ring
+tasks are bound to it (never to Celery's thread-local "current app"), so callers in
+any thread -- a web server's request threads, ``asyncio.to_thread`` -- send through
+it. Building it reads settings and connects to nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import click
+from celery import Celery
+
+from coder_ring.config import RingConfig, RingsFile
+from coder_ring.registry.caller_view import RegistryView
+from coder_ring.registry.keys import misc_queue
+from coder_ring.worker_settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from coder_ring.celery.ring_tasks import RingTasks
+    from coder_ring.celery.runtime import WorkerRuntime
+
+
+class CoderRingApp(Celery):  # type: ignore[misc]
+    """A Celery app serving coder_ring's rings with ``settings``."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__("coder_ring", set_as_current=False)
+        self.settings = settings
+        #: The ring seats of this process when it is a worker (set by the bootstep).
+        self.runtime: WorkerRuntime | None = None
+        self._rings_file = RingsFile(settings.engine.config_path)
+        self._registry_mutex = threading.Lock()
+        self._registry: RegistryView | None = None
+        self.conf.update(
+            broker_url=settings.broker_url,
+            result_backend=settings.result_backend,
+            broker_connection_retry_on_startup=True,
+            task_default_queue=misc_queue(settings.namespace),
+            task_serializer="json",
+            result_serializer="json",
+            accept_content=["json"],
+            # A request is acknowledged after it ran: one held by a killed worker goes
+            # back to the queue and is served by the next holder (never twice).
+            task_acks_late=True,
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            worker_concurrency=1,
+            worker_pool="solo",
+            # Events cost the worker's event loop about half its time; flower needs them,
+            # so they are on only where CODER_RING_TASK_EVENTS says (compose: yes).
+            worker_send_task_events=settings.task_events,
+            task_send_sent_event=False,
+            result_expires=3600,
+            broker_transport_options={
+                "visibility_timeout": settings.visibility_timeout,
+                # Scan for a dead worker's requests every second (kombu's default: 100 s).
+                "unacked_restore_interval": 1,
+                "unacked_restore_throttle": 1,
+                "unacked_mutex_expire": max(15, int(settings.visibility_timeout)),
+            },
+            result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+            beat_scheduler="coder_ring.celery.beat:RingRefillScheduler",
+        )
+        self.user_options["worker"].add(
+            click.Option(
+                ["--rings"],
+                default="",
+                help="Comma-separated rings this worker may serve (default: all configured).",
+            )
+        )
+        from coder_ring.celery.ownership import RingOwnership
+        from coder_ring.celery.ring_tasks import register
+
+        self.steps["consumer"].add(RingOwnership)
+        #: The ring tasks, bound to this app.
+        self.ring_tasks: RingTasks = register(self)
+
+    def configured_rings(self) -> dict[str, RingConfig]:
+        """The rings file's rings (read again when the file changes), for caller checks."""
+        return self._rings_file.rings()
+
+    @property
+    def registry(self) -> RegistryView:
+        """This process's cached view of the live workers."""
+        with self._registry_mutex:
+            if self._registry is None:
+                self._registry = RegistryView(self.settings.redis_url, self.settings.namespace)
+            return self._registry
+
+    def close(self) -> None:
+        """Close the app's connections (broker pool, result backend, registry view)."""
+        if self._registry is not None:
+            self._registry.close()
+        super().close()
+
+
+def create_app(settings: WorkerSettings | None = None) -> CoderRingApp:
+    """A coder_ring app for ``settings`` (default: from the environment)."""
+    return CoderRingApp(settings or WorkerSettings.from_env())
+
+
+#: The app of ``celery -A workers.app``, configured from the environment.
+app = create_app()

@@ -1,0 +1,1 @@
+"""Ring metrics for Prometheus: the catalogue, a worker's view, the database-wide view."""

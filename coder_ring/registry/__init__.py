@@ -1,0 +1,1 @@
+"""The registry of workers in Redis: leases, membership, the coordinator, placement."""
