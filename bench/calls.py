@@ -22,7 +22,7 @@ import redis
 
 from bench.anchor_app import NOOP, make_app
 from coder_ring.celery.app import CoderRingApp, create_app
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import WorkerSettings
 
 #: What a call does: the anchor's no-op, coder_ring's no-op, get_code, get_codes.
 KINDS = ("anchor", "noop", "get_code", "get_codes")

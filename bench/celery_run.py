@@ -46,8 +46,8 @@ from bench.load import Outcome, Phase, process_load, thread_load
 from bench.worker import READY_TIMEOUT, BenchWorker, Workers, anchor_env
 from coder_ring.config import RingConfig
 from coder_ring.service import RingService
+from coder_ring.settings import WorkerSettings
 from coder_ring.sql.store import SqlStore
-from coder_ring.worker_settings import WorkerSettings
 
 Log = Callable[[str], None]
 MAIN, EVENTS, ONE, TWO = "main", "events", "one", "two"

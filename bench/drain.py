@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.calls import Recorder
 from coder_ring.celery.app import CoderRingApp
-from coder_ring.registry.keys import TASK_GET_CODE, ring_queue
+from coder_ring.celery.names import TASK_GET_CODE, ring_queue
 
 #: Seconds a queued request stays valid (the workers start after the queueing).
 QUEUED_EXPIRES = 600.0

@@ -53,8 +53,7 @@ from bench.resources import (
     postgres_schemas,
     postgres_server_url,
 )
-from coder_ring.settings import Settings
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import Settings, WorkerSettings
 
 DEFAULT_OUTPUT_DIR = Path("bench-results")
 

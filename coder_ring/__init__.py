@@ -1,8 +1,10 @@
 """coder_ring: short, human-readable codes that never repeat.
 
-The engine (this package) keeps rings in a database and draws codes one incremental
-Fisher-Yates step at a time, each (ring, extra) in its own cycle. It does not import
-Celery; the Celery service lives in the ``workers`` package.
+The engine (this package's top-level modules and ``sql/``) keeps rings in a database
+and draws codes one incremental Fisher-Yates step at a time, each (ring, extra) in its
+own cycle. It does not import Celery. The service on Celery lives in
+:mod:`coder_ring.celery` (callers: ``from coder_ring.celery import get_code``), over the
+Celery-free registry (:mod:`coder_ring.registry`) and metrics (:mod:`coder_ring.metrics`).
 """
 
 from coder_ring.alphabet import ALPHABET, uniquizer
@@ -14,19 +16,20 @@ from coder_ring.errors import (
     ExtraConflict,
     Fenced,
     InvalidInput,
-    NotHolding,
     NoWorker,
     RequestExpired,
     RingMismatch,
     SchemaMissing,
     StoreUnavailable,
     UnknownRing,
+    Unreachable,
 )
 from coder_ring.memory_store import MemoryStore
 from coder_ring.service import RingService
 from coder_ring.settings import Settings
 from coder_ring.sql.store import SqlStore
 from coder_ring.status import ExtraStatus, RingStatus
+from coder_ring.store import Store
 
 __all__ = [
     "ALPHABET",
@@ -39,7 +42,6 @@ __all__ = [
     "InvalidInput",
     "MemoryStore",
     "NoWorker",
-    "NotHolding",
     "RequestExpired",
     "RingConfig",
     "RingMismatch",
@@ -48,8 +50,10 @@ __all__ = [
     "SchemaMissing",
     "Settings",
     "SqlStore",
+    "Store",
     "StoreUnavailable",
     "UnknownRing",
+    "Unreachable",
     "load_rings",
     "uniquizer",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 #: 32 characters: digits 2-9 and A-Z without I and O (no 0/O or 1/I confusion).
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 ALPHABET_SIZE = len(ALPHABET)
+#: Base lengths a ring may have (32**8 is about 1.1e12 codes).
 MIN_BASE_LENGTH = 1
 MAX_BASE_LENGTH = 8
 

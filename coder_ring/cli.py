@@ -1,7 +1,7 @@
 """The engine's command line: ``coder-ring init | migrate | populate | get --direct |
 status | reset | rebuild``, built by :func:`build_cli`.
 
-This module does not import Celery. The Celery layer (``workers.cli``) calls
+This module does not import Celery. The Celery layer (``coder_ring.celery.cli``) calls
 :func:`build_cli` with its :class:`~coder_ring.cli_support.ServingLayer` (``get``
 without ``--direct``, the holder and pool columns of ``status``, telling the serving
 worker about a reset or rebuild) and adds its own commands to the group.

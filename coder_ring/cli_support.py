@@ -6,6 +6,7 @@ This module does not import Celery.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from coder_ring.errors import CoderRingError
 from coder_ring.service import RingService
-from coder_ring.settings import Settings
+from coder_ring.settings import Settings, WorkerSettings
 from coder_ring.sql.store import SqlStore
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
@@ -77,6 +78,11 @@ class AppContext:
         if self._store is None:
             self._store = SqlStore(self.settings.database_url)
         return self._store
+
+    def worker_settings(self) -> WorkerSettings:
+        """The worker settings of the environment, with this invocation's engine settings
+        (--database-url, --config)."""
+        return dataclasses.replace(WorkerSettings.from_env(), engine=self.settings)
 
     def service(self) -> RingService:
         """The engine, serving the rings of ``settings.config_path``."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from coder_ring.alphabet import MAX_BASE_LENGTH, MIN_BASE_LENGTH
 from coder_ring.errors import ConfigError, InvalidInput
-from coder_ring.validation import MAX_COUNT, check_ring_name
+from coder_ring.validation import MAX_COUNT, check_ring_name, is_int
 
 DEFAULT_BASE_LENGTH = 4
 #: Codes a worker draws ahead per extra: one refill transaction per half of it, so a
@@ -52,8 +52,8 @@ class RingConfig:
             raise ConfigError(str(error)) from None
         for key, expected in _KEYS.items():
             value = getattr(self, key)
-            # bool is an int subclass: refuse `base_length = true` explicitly.
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            # `base_length = true` is refused: is_int leaves bools out.
+            if not (is_int(value) if expected is int else isinstance(value, expected)):
                 raise ConfigError(
                     f"ring {self.name!r}: key {key!r} must be {expected.__name__}, got {value!r}"
                 )

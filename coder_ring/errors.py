@@ -46,12 +46,18 @@ class SchemaMissing(CoderRingError):
     """The database has no coder_ring schema (run ``coder-ring migrate``)."""
 
 
-class StoreUnavailable(CoderRingError):
+class Unreachable(CoderRingError):
+    """A server coder_ring needs (the database, the broker, Redis) cannot be reached or
+    failed; nothing was applied or sent. Catch the subclasses to tell which."""
+
+
+class StoreUnavailable(Unreachable):
     """The database cannot be reached or failed; the operation was not applied."""
 
 
-class BrokerUnreachable(StoreUnavailable):
-    """The Celery broker or result backend cannot be reached; nothing was sent."""
+class BrokerUnreachable(Unreachable):
+    """The Celery broker or result backend cannot be reached; nothing was sent. Not a
+    :class:`StoreUnavailable`: the database may be fine."""
 
 
 class Fenced(CoderRingError):

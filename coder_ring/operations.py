@@ -2,7 +2,7 @@
 store (see :mod:`coder_ring.store` for the atomicity the transaction gives).
 
 Arguments are not checked here: :class:`~coder_ring.service.RingService` and
-:class:`~coder_ring.pool.RingServer` check them at the engine's boundary.
+:class:`~coder_ring.ring_server.RingServer` check them at the engine's boundary.
 """
 
 from __future__ import annotations

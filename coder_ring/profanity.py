@@ -11,7 +11,7 @@ and a table of how many clean completions each automaton state has (per remainin
 length, cumulative over the 32 characters) lets :meth:`CodeSpace.render` pick a code
 digit by digit with ``bisect`` and :meth:`CodeSpace.rank` count its way back.
 
-Measured with the ``python -m timeit`` commands in tests/test_codespace.py (2-CPU dev
+Measured with the ``python -m timeit`` commands in tests/unit/test_codespace.py (2-CPU dev
 container, best of 5): building every table for ``space_of(8, True)`` takes about
 1.1 ms (57 live automaton states), ``render_many`` of 1,000 values at base length 8,
 filtered, about 1.5 ms, and 1,000 ``rank`` calls about 1.7 ms.
@@ -24,7 +24,15 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import product
 
-from coder_ring.alphabet import ALPHABET, code_space, decode_base, encode_base
+from coder_ring.alphabet import (
+    ALPHABET,
+    MAX_BASE_LENGTH,
+    MIN_BASE_LENGTH,
+    code_space,
+    decode_base,
+    encode_base,
+)
+from coder_ring.validation import is_int
 
 #: Roots spelled only with letters of the alphabet, checked as substrings. Kept short
 #: on purpose: three-letter roots remove whole families of codes at base length 4.
@@ -61,10 +69,6 @@ PROFANE_ROOTS: tuple[str, ...] = (
     "PUSS",
     "TWT",
 )
-
-#: Base lengths a :class:`CodeSpace` accepts (32**8 is about 1.1e12 codes).
-MIN = 1
-MAX = 8
 
 #: Base lengths small enough to list every code (:func:`excluded_values`).
 _MAX_LISTED = 4
@@ -137,7 +141,7 @@ def _automaton() -> tuple[list[list[int]], int]:
 
 @lru_cache(maxsize=1)
 def _tables() -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[tuple[int, ...], ...], ...]]:
-    """``(step, cumulative)`` for every length up to :data:`MAX`, built once and shared.
+    """``(step, cumulative)`` for every length up to ``MAX_BASE_LENGTH``, built once and shared.
 
     ``cumulative[k][s][d]`` is the number of clean strings of k characters, read from
     state s, whose first character comes before ALPHABET[d] (33 entries, the last being
@@ -147,7 +151,7 @@ def _tables() -> tuple[tuple[tuple[int, ...], ...], tuple[tuple[tuple[int, ...],
     step, live = _automaton()
     counts = [1] * live + [0]  # clean strings of length 0: the empty one, unless dead
     cumulative: list[tuple[tuple[int, ...], ...]] = [()]
-    for _ in range(MAX):
+    for _ in range(MAX_BASE_LENGTH):
         rows: list[tuple[int, ...]] = []
         for row in step:
             running = [0]
@@ -175,11 +179,15 @@ class CodeSpace:
     total: int
 
     def __init__(self, base_length: int, profanity_filter: bool) -> None:
-        """The space of ``base_length``-character codes (MIN..MAX), filtered or not."""
-        if isinstance(base_length, bool) or not isinstance(base_length, int):
+        """The space of ``base_length``-character codes (``MIN_BASE_LENGTH`` to
+        ``MAX_BASE_LENGTH``), filtered or not."""
+        if not is_int(base_length):
             raise ValueError(f"base_length must be an integer, got {base_length!r}")
-        if not MIN <= base_length <= MAX:
-            raise ValueError(f"base_length must be from {MIN} to {MAX}, got {base_length!r}")
+        if not MIN_BASE_LENGTH <= base_length <= MAX_BASE_LENGTH:
+            raise ValueError(
+                f"base_length must be from {MIN_BASE_LENGTH} to {MAX_BASE_LENGTH}, "
+                f"got {base_length!r}"
+            )
         self.base_length = base_length
         self.profanity_filter = bool(profanity_filter)
         step, cumulative = _tables()
@@ -210,8 +218,7 @@ class CodeSpace:
         """``[render(v) for v in values]``, with the per-code work inlined for batches."""
         total = self.total
         for value in values:
-            # bool is an int, but a True/False here is a caller's bug, not a position.
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < total:
+            if not is_int(value) or not 0 <= value < total:
                 raise self._bad_value(value)
         if not self.profanity_filter:
             length = self.base_length
@@ -260,9 +267,10 @@ class CodeSpace:
         return value
 
 
-@lru_cache(maxsize=2 * (MAX - MIN + 1))
+@lru_cache(maxsize=2 * (MAX_BASE_LENGTH - MIN_BASE_LENGTH + 1))
 def space_of(base_length: int, profanity_filter: bool) -> CodeSpace:
-    """The (cached) :class:`CodeSpace` of a ring's shape; ValueError outside MIN..MAX."""
+    """The (cached) :class:`CodeSpace` of a ring's shape; ValueError for a base length
+    outside ``MIN_BASE_LENGTH`` to ``MAX_BASE_LENGTH``."""
     return CodeSpace(base_length, profanity_filter)
 
 
@@ -274,9 +282,9 @@ for _digit, _letter in (("3", "E"), ("4", "A"), ("5", "S"), ("7", "T"), ("8", "B
 
 def _check_listable(base_length: int) -> None:
     # Listing is for short codes only: 32**5 is already 33 million values.
-    if not MIN <= base_length <= _MAX_LISTED:
+    if not MIN_BASE_LENGTH <= base_length <= _MAX_LISTED:
         raise ValueError(
-            f"base_length must be from {MIN} to {_MAX_LISTED} to list codes, got "
+            f"base_length must be from {MIN_BASE_LENGTH} to {_MAX_LISTED} to list codes, got "
             f"{base_length!r}; use space_of() for longer codes"
         )
 

@@ -24,7 +24,7 @@ from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
 from coder_ring.status import RingStatus, ring_status
 from coder_ring.store import Drawn, RingRecord, Store
-from coder_ring.validation import MAX_COUNT, check_bump, check_count, check_extra
+from coder_ring.validation import MAX_COUNT, check_bump, check_count, check_extra, is_int
 
 
 class RingService:
@@ -182,7 +182,7 @@ def _check_give_back(ring: RingConfig, values: object, epoch: object, version: o
     most one draw's worth) and ``epoch`` and ``version`` are ints: a wrong value given
     back would be issued as a code, or twice."""
     for name, number in (("epoch", epoch), ("version", version)):
-        if isinstance(number, bool) or not isinstance(number, int):
+        if not is_int(number):
             raise InvalidInput(
                 f"invalid {name} {number!r}: must be an int (got {type(number).__name__})"
             )
@@ -198,7 +198,7 @@ def _check_give_back(ring: RingConfig, values: object, epoch: object, version: o
     total = space_of(ring.base_length, ring.profanity_filter).total
     seen: set[int] = set()
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < total:
+        if not is_int(value) or not 0 <= value < total:
             raise InvalidInput(
                 f"invalid value {value!r} in values: must be an int from 0 to {total - 1} "
                 f"(a code value of ring {ring.name!r})"

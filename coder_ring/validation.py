@@ -4,6 +4,7 @@ what is allowed, before anything is read or written."""
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from coder_ring.errors import InvalidInput
 
@@ -11,6 +12,12 @@ MAX_EXTRA_LENGTH = 32
 MAX_COUNT = 10_000
 MAX_RING_NAME_LENGTH = 40
 _RING_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """An int that is not a bool: bool is an int subclass, but ``True`` as a count, a
+    length or a position is a caller's mistake, never meant as 1."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_ring_name(name: object) -> str:
@@ -46,7 +53,7 @@ def check_extra(extra: object) -> str:
 
 def check_count(count: object) -> int:
     """How many codes one call draws: an int from 1 to 10,000."""
-    if isinstance(count, bool) or not isinstance(count, int):
+    if not is_int(count):
         raise InvalidInput(
             f"invalid count {count!r}: must be an int from 1 to {MAX_COUNT} "
             f"(got {type(count).__name__})"

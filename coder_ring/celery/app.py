@@ -1,9 +1,11 @@
-"""The Celery app: ``celery -A workers.app worker|beat|flower``.
+"""The Celery app of coder_ring, built from explicit settings.
 
-:class:`CoderRingApp` is a typed Celery app built from explicit settings; its ring
-tasks are bound to it (never to Celery's thread-local "current app"), so callers in
-any thread -- a web server's request threads, ``asyncio.to_thread`` -- send through
-it. Building it reads settings and connects to nothing.
+:class:`CoderRingApp` is a typed Celery app; its ring tasks are bound to it (never to
+Celery's thread-local "current app"), so callers in any thread -- a web server's request
+threads, ``asyncio.to_thread`` -- send through it. Building it reads settings and
+connects to nothing. The app of the environment, for ``celery -A``, is built by the
+deployment's module ``workers/app.py``; callers get its tasks from
+:mod:`coder_ring.celery`. This module builds no app at import.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from typing import TYPE_CHECKING
 import click
 from celery import Celery
 
+from coder_ring.celery.names import misc_queue
+from coder_ring.celery.ring_tasks import RingTasks, register
 from coder_ring.config import RingConfig, RingsFile
-from coder_ring.registry.caller_view import RegistryView
-from coder_ring.registry.keys import misc_queue
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.registry.caller_view import CallerView
+from coder_ring.settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from coder_ring.celery.ring_tasks import RingTasks
     from coder_ring.celery.runtime import WorkerRuntime
+
+#: The consumer bootstep of a ring worker, named rather than imported: it imports this
+#: module (it checks the app it runs in), and Celery loads steps by name anyway.
+OWNERSHIP_STEP = "coder_ring.celery.ownership:RingOwnership"
 
 
 class CoderRingApp(Celery):  # type: ignore[misc]
@@ -34,7 +40,7 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self.runtime: WorkerRuntime | None = None
         self._rings_file = RingsFile(settings.engine.config_path)
         self._registry_mutex = threading.Lock()
-        self._registry: RegistryView | None = None
+        self._registry: CallerView | None = None
         self.conf.update(
             broker_url=settings.broker_url,
             result_backend=settings.result_backend,
@@ -72,10 +78,7 @@ class CoderRingApp(Celery):  # type: ignore[misc]
                 help="Comma-separated rings this worker may serve (default: all configured).",
             )
         )
-        from coder_ring.celery.ownership import RingOwnership
-        from coder_ring.celery.ring_tasks import register
-
-        self.steps["consumer"].add(RingOwnership)
+        self.steps["consumer"].add(OWNERSHIP_STEP)
         #: The ring tasks, bound to this app.
         self.ring_tasks: RingTasks = register(self)
 
@@ -84,11 +87,11 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         return self._rings_file.rings()
 
     @property
-    def registry(self) -> RegistryView:
+    def registry(self) -> CallerView:
         """This process's cached view of the live workers."""
         with self._registry_mutex:
             if self._registry is None:
-                self._registry = RegistryView(self.settings.redis_url, self.settings.namespace)
+                self._registry = CallerView(self.settings.redis_url, self.settings.namespace)
             return self._registry
 
     def close(self) -> None:
@@ -101,7 +104,3 @@ class CoderRingApp(Celery):  # type: ignore[misc]
 def create_app(settings: WorkerSettings | None = None) -> CoderRingApp:
     """A coder_ring app for ``settings`` (default: from the environment)."""
     return CoderRingApp(settings or WorkerSettings.from_env())
-
-
-#: The app of ``celery -A workers.app``, configured from the environment.
-app = create_app()

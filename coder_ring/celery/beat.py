@@ -7,8 +7,8 @@ from typing import Any
 
 from celery.beat import PersistentScheduler, ScheduleEntry
 
+from coder_ring.celery.names import TASK_REFILL
 from coder_ring.errors import NoWorker
-from coder_ring.registry.keys import TASK_REFILL
 
 log = logging.getLogger("coder_ring.beat")
 

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import click
-import redis
 from rich import box
 from rich.table import Table
 
-from coder_ring.celery.cli_layer import CeleryLayer, worker_settings
+from coder_ring.celery.cli_layer import CeleryLayer
 from coder_ring.cli import PROG_NAME, build_cli
 from coder_ring.cli_support import HELP, CliError, app_context, cell, print_table
-from coder_ring.errors import CoderRingError, StoreUnavailable
+from coder_ring.errors import CoderRingError
 from coder_ring.metrics.database import metrics
-from coder_ring.urls import redact_url
+from coder_ring.registry.roster import roster
 
 
 @click.command(context_settings=HELP)
@@ -55,7 +53,7 @@ def worker(
 
     # Started in-process rather than through Celery's command line, which loads every
     # command plugin (flower, click-repl...): about 17 MB less resident memory.
-    celery = create_app(worker_settings(app))
+    celery = create_app(app.worker_settings())
     worker_process = celery.Worker(
         pool="solo",
         concurrency=1,
@@ -89,7 +87,9 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
     from coder_ring.celery.app import create_app
 
     path = schedule or str(Path(tempfile.mkdtemp(prefix="coder_ring_beat_")) / "schedule")
-    create_app(worker_settings(app)).start(["beat", f"--loglevel={loglevel}", f"--schedule={path}"])
+    create_app(app.worker_settings()).start(
+        ["beat", f"--loglevel={loglevel}", f"--schedule={path}"]
+    )
 
 
 @click.command(name="workers", context_settings=HELP)
@@ -98,33 +98,8 @@ def beat(ctx: click.Context, loglevel: str, schedule: str | None) -> None:
 def workers_command(ctx: click.Context, as_json: bool) -> None:
     """List the live ring workers of this namespace: the rings each may serve and holds,
     its heartbeat age, and whether it reaches its database."""
-    from coder_ring.registry.coordinator import read_assignment
-    from coder_ring.registry.keys import coordinator_key
-    from coder_ring.registry.lease import as_text
-    from coder_ring.registry.membership import live_members
-
-    settings = worker_settings(app_context(ctx))
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        members = live_members(client, settings.namespace)
-        coordinator = client.get(coordinator_key(settings.namespace))
-        assignment = read_assignment(client, settings.namespace)
-    except redis.RedisError as error:
-        raise StoreUnavailable(
-            f"cannot reach Redis at {redact_url(settings.redis_url)}: {error}"
-        ) from None
-    finally:
-        client.close()
-    leader = as_text(coordinator) if coordinator else None
-    rows = [
-        {
-            **member.__dict__,
-            "coordinator": member.id == leader,
-            "assigned": sorted(ring for ring, m in assignment.items() if m == member.id),
-            "uptime": round(time.time() - member.started, 1),
-        }
-        for member in members
-    ]
+    settings = app_context(ctx).worker_settings()
+    rows = roster(settings.redis_url, settings.namespace)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=list))
         return

@@ -1,10 +1,10 @@
-"""The CLI's serving layer: ``coder-ring get`` through a worker, the holder and pool
-columns of ``status``, and telling the serving worker about a reset or rebuild."""
+"""The CLI's serving layer (:class:`~coder_ring.cli_support.ServingLayer` through Celery
+and Redis): ``coder-ring get`` through a worker, the holder and pool columns of
+``status``, and telling the serving worker about a reset or rebuild."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,20 +13,19 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from coder_ring.cli_support import AppContext, CliError
-from coder_ring.errors import CoderRingError, StoreUnavailable
+from coder_ring.errors import CoderRingError, Unreachable
 from coder_ring.registry import notices
+from coder_ring.registry.client import redis_client
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.lease import holder_name, lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
 from coder_ring.urls import redact_url
-from coder_ring.worker_settings import WorkerSettings
 
 if TYPE_CHECKING:
-    # Imported when first used: importing workers.app builds the environment's app, so a
-    # bad CODER_RING_* variable would break every command (even --help) with a traceback
-    # instead of failing the commands that need it with one `error:` line.
+    # Imported when first used: Celery takes a fifth of a second to import, which the
+    # engine's commands (get --direct, migrate...) need not pay.
     from coder_ring.celery.app import CoderRingApp
 
 #: Seconds ``get`` waits for a worker when --timeout is not given.
@@ -35,17 +34,12 @@ DEFAULT_GET_TIMEOUT = 30.0
 STATUS_TIMEOUT = 3.0
 
 
-def worker_settings(app: AppContext) -> WorkerSettings:
-    """Worker settings from the environment, with the group's --database-url/--config."""
-    return dataclasses.replace(WorkerSettings.from_env(), engine=app.settings)
-
-
 @contextmanager
 def celery_app(app: AppContext) -> Iterator[CoderRingApp]:
     """A coder_ring Celery app for this invocation, closed afterwards."""
     from coder_ring.celery.app import create_app
 
-    celery = create_app(worker_settings(app))
+    celery = create_app(app.worker_settings())
     try:
         yield celery
     finally:
@@ -98,7 +92,7 @@ class CeleryLayer:
                 # The Redis result backend lost while waiting (it gave up reconnecting).
                 if not isinstance(error.__cause__, celery.backend.connection_errors):
                     raise
-                raise StoreUnavailable(
+                raise Unreachable(
                     f"lost the result backend {redact_url(celery.conf.result_backend)} "
                     f"while waiting for ring {ring!r}: {error.__cause__}"
                 ) from None
@@ -106,13 +100,11 @@ class CeleryLayer:
                 _forget(pending)
 
     def served(self, app: AppContext, statuses: Sequence[RingStatus]) -> list[RingStatus]:
-        settings = worker_settings(app)
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        settings = app.worker_settings()
+        client = redis_client(settings.redis_url, 2.0)
         try:
             members = {member.id: member for member in live_members(client, settings.namespace)}
-            tokens = client.mget([lock_key(settings.namespace, s.ring) for s in statuses])
+            tokens = lock_holders(client, settings.namespace, [s.ring for s in statuses])
         except redis.RedisError as error:
             import click
 
@@ -128,8 +120,9 @@ class CeleryLayer:
         result: list[RingStatus] = []
         pending: dict[str, Any] = {}
         with celery_app(app) as celery:
-            for state, token in zip(statuses, tokens, strict=True):
-                member = members.get(as_text(token)) if token else None
+            for state in statuses:
+                token = tokens.get(state.ring)
+                member = members.get(token) if token else None
                 if token and member is not None and member.database != ours:
                     # Same namespace, another database: its pool says nothing about ours.
                     holder = f"{holder_name(token)} (database {member.database})"
@@ -154,10 +147,8 @@ class CeleryLayer:
         return result
 
     def changed(self, app: AppContext, ring: str, record: RingRecord) -> str:
-        settings = worker_settings(app)
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        settings = app.worker_settings()
+        client = redis_client(settings.redis_url, 2.0)
         store = app.store()
         try:
             notices.publish(client, settings.namespace, notices.CHANGED, ring)

@@ -14,9 +14,10 @@ from typing import Any
 
 from celery import bootsteps
 
+from coder_ring.celery.app import CoderRingApp
+from coder_ring.celery.names import ring_queue
 from coder_ring.celery.runtime import WorkerRuntime
 from coder_ring.errors import CoderRingError
-from coder_ring.registry.keys import ring_queue
 
 log = logging.getLogger("coder_ring.worker")
 RECONCILE_SECONDS = 0.5
@@ -36,11 +37,11 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
 
     def __init__(self, c: Any, rings: str | None = None, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
-        from coder_ring.celery.app import CoderRingApp
-
         app = c.app
         if not isinstance(app, CoderRingApp):
-            raise SystemExit("error: the ring worker needs the coder_ring app (workers.app)")
+            raise SystemExit(
+                "error: the ring worker needs the coder_ring app (coder_ring.celery.app)"
+            )
         self.consumer = c
         self.timer: Any = None
         self.prefix = ring_queue(app.settings.namespace, "")
@@ -78,7 +79,9 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
         if task_consumer is None:
             return
         wanted = {
-            self.prefix + ring for ring, seat in list(self.runtime.seats.items()) if seat.holding()
+            self.prefix + ring
+            for ring, seat in list(self.runtime.seats.items())
+            if seat.can_serve()
         }
         for queue in sorted(wanted):
             if not task_consumer.consuming_from(queue):

@@ -10,15 +10,26 @@ only where they enter the engine (a request sent by name was never checked).
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
+from coder_ring.celery.names import (
+    TASK_GET_CODE,
+    TASK_GET_CODES,
+    TASK_NOOP,
+    TASK_REFILL,
+    TASK_RESET,
+    TASK_STATUS,
+    ring_queue,
+)
 from coder_ring.celery.seat import NotServedHere
 from coder_ring.errors import (
     BrokerUnreachable,
@@ -28,16 +39,7 @@ from coder_ring.errors import (
     StoreUnavailable,
     UnknownRing,
 )
-from coder_ring.pool import RingServer
-from coder_ring.registry.keys import (
-    TASK_GET_CODE,
-    TASK_GET_CODES,
-    TASK_NOOP,
-    TASK_REFILL,
-    TASK_RESET,
-    TASK_STATUS,
-    ring_queue,
-)
+from coder_ring.ring_server import RingServer
 from coder_ring.urls import redact_url
 from coder_ring.validation import check_bump, check_count, check_extra
 
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     from coder_ring.celery.runtime import WorkerRuntime
 
 T = TypeVar("T")
-REQUIRED = object()
 #: The header carrying a request's deadline (Unix time): past it, the request is not served.
 DEADLINE_HEADER = "coder_ring_deadline"
 #: Options that would delay a ring request (see the module doc).
@@ -58,40 +59,28 @@ _CHECKS: dict[str, Callable[[object], object]] = {
 }
 
 
-def bind_call(
-    task: str, params: Sequence[tuple[str, object]], args: Any, kwargs: Any
-) -> dict[str, Any]:
-    """The call's arguments by name (defaults filled in); TypeError naming ``task`` for
-    a call that does not fit its parameters."""
-    args, kwargs = tuple(args or ()), dict(kwargs or {})
-    names = [name for name, _ in params]
-    if len(args) > len(names):
-        raise TypeError(f"{task}: takes at most {len(names)} arguments ({len(args)} given)")
-    bound = dict(zip(names, args, strict=False))
-    for name, value in kwargs.items():
-        if name not in names:
-            raise TypeError(f"{task}: unexpected argument {name!r}; allowed: {', '.join(names)}")
-        if name in bound:
-            raise TypeError(f"{task}: argument {name!r} given twice")
-        bound[name] = value
-    for name, default in params:
-        if name not in bound:
-            if default is REQUIRED:
-                raise TypeError(f"{task}: missing argument {name!r}")
-            bound[name] = default
-    return bound
-
-
 class RingTask(Task):  # type: ignore[misc]
     """A task that belongs to a ring: checked in the caller, sent to the ring's queue, and
     expiring (a request whose caller gave up is never served and burns no code)."""
 
-    #: (name, default) of the task's parameters, REQUIRED for those without one.
-    call_params: tuple[tuple[str, object], ...] = (("ring", REQUIRED),)
+    @cached_property
+    def signature_of_run(self) -> inspect.Signature:
+        """The parameters of the task's function (``self`` left out)."""
+        return inspect.signature(self.run)
+
+    def bind_call(self, args: Any, kwargs: Any) -> dict[str, Any]:
+        """The call's arguments by name, defaults filled in; TypeError naming the task for
+        a call that does not fit its function."""
+        try:
+            bound = self.signature_of_run.bind(*(args or ()), **(kwargs or {}))
+        except TypeError as error:
+            raise TypeError(f"{self.name}: {error}") from None
+        bound.apply_defaults()
+        return bound.arguments
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         app: CoderRingApp = self.app
-        call = bind_call(self.name, self.call_params, args, kwargs)
+        call = self.bind_call(args, kwargs)
         ring = call["ring"]
         rings = app.configured_rings()
         if not isinstance(ring, str) or ring not in rings:
@@ -110,7 +99,7 @@ class RingTask(Task):  # type: ignore[misc]
         options["queue"] = ring_queue(app.settings.namespace, ring)
         # The request's deadline travels as a plain number in a header, checked by the
         # worker before it serves: Celery's own `expires` costs a datetime with its time
-        # zone on both sides, about a tenth of a no-op's round trip (bench/README).
+        # zone on both sides, about a tenth of a no-op's round trip (README, Performance).
         headers = dict(options.get("headers") or {})
         headers.setdefault(DEADLINE_HEADER, time.time() + app.settings.task_expires)
         options["headers"] = headers
@@ -190,7 +179,7 @@ class ServingTask(RingTask):
         served = getattr(self.request, "coder_ring_served", None)
         if served is not None:
             seat, extra = served
-            if seat.holding():
+            if seat.can_serve():
                 seat.server.top_up_if_low(extra)
 
 
@@ -206,27 +195,16 @@ class RingTasks:
     noop: Task
 
 
-_SERVING = (("ring", REQUIRED), ("extra", ""), ("bump", False))
-
-
 def register(app: CoderRingApp) -> RingTasks:
     """Define the ring tasks on ``app`` (and only there: not shared with other apps)."""
 
-    @app.task(  # type: ignore[untyped-decorator]
-        base=ServingTask, bind=True, name=TASK_GET_CODE, shared=False, call_params=_SERVING
-    )
+    @app.task(base=ServingTask, bind=True, name=TASK_GET_CODE, shared=False)  # type: ignore[untyped-decorator]
     def get_code(self: RingTask, ring: str, extra: str = "", bump: bool = False) -> str:
         """One code of ``ring`` (``extra``: a prefix with its own cycle; ``bump``: start
         the next cycle of that extra first)."""
         return self.serve(ring, lambda server: server.get_code(extra, bump), extra)
 
-    @app.task(  # type: ignore[untyped-decorator]
-        base=ServingTask,
-        bind=True,
-        name=TASK_GET_CODES,
-        shared=False,
-        call_params=(("ring", REQUIRED), ("count", REQUIRED), ("extra", ""), ("bump", False)),
-    )
+    @app.task(base=ServingTask, bind=True, name=TASK_GET_CODES, shared=False)  # type: ignore[untyped-decorator]
     def get_codes(
         self: RingTask, ring: str, count: int, extra: str = "", bump: bool = False
     ) -> list[str]:

@@ -12,7 +12,8 @@ event loop and of any task in flight. Each round it:
 5. checks that the epochs of the rings it serves are still its own (an operator's
    reset or rebuild reaches it here, or at once by a notice).
 
-Nothing here imports Celery; :mod:`coder_ring.celery.ownership` plugs it into the consumer.
+Nothing here imports Celery (tests/unit/test_floors.py checks it):
+:mod:`coder_ring.celery.ownership` plugs it into the consumer.
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ from coder_ring.celery.seat import RingSeat
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
-from coder_ring.pool import RingServer
 from coder_ring.registry import notices
+from coder_ring.registry.client import redis_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import Lease, as_text, new_member_id
+from coder_ring.registry.lease import Lease, lock_holders, new_member_id
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
+from coder_ring.settings import WorkerSettings
 from coder_ring.urls import redact_url
-from coder_ring.worker_settings import WorkerSettings
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -67,9 +69,7 @@ class WorkerRuntime:
         for name in sorted(self.restriction):
             self.service.ring(name)  # UnknownRing names the configured rings
         ttl = settings.lock_ttl
-        self.redis = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=ttl / 4, socket_connect_timeout=ttl / 4
-        )
+        self.redis = redis_client(settings.redis_url, ttl / 4)
         self.member_id = new_member_id(node)
         self.started = time.time()
         self.membership = Membership(self.redis, self.namespace, ttl)
@@ -78,7 +78,7 @@ class WorkerRuntime:
             self.namespace,
             self.member_id,
             ttl,
-            settle=ttl,
+            rebalance_after=ttl,
             max_moves=MAX_MOVES_PER_ROUND,
         )
         self.seats: dict[str, RingSeat] = {}
@@ -98,13 +98,23 @@ class WorkerRuntime:
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
         self._transitions = ThreadPoolExecutor(1, thread_name_prefix="ring-seat")
         self._listener = notices.NoticeListener(
-            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=ttl / 4),
+            redis_client(settings.redis_url, connect_timeout=ttl / 4),
             self.namespace,
             self._on_notice,
         )
         self._sync_seats()
         #: Ring metrics (coder_ring.metrics.worker), served on CODER_RING_METRICS_PORT if set.
-        self.metrics = WorkerMetrics(self)
+        self.metrics = WorkerMetrics(
+            node=node,
+            member_id=self.member_id,
+            port=settings.metrics_port,
+            rings=self.seats.keys,
+            pools=lambda: {
+                name: seat.pooled() for name, seat in list(self.seats.items()) if seat.can_serve()
+            },
+            status=self.service.status,
+            healthy=lambda: self.healthy,
+        )
 
     # -- public -----------------------------------------------------------------------
 
@@ -171,7 +181,7 @@ class WorkerRuntime:
             rings=tuple(sorted(name for name, seat in self.seats.items() if not seat.closed)),
             healthy=self.healthy,
             database=redact_url(self.settings.engine.database_url),
-            holding=tuple(sorted(name for name, seat in self.seats.items() if seat.held())),
+            holding=tuple(sorted(name for name, seat in self.seats.items() if seat.has_lock())),
         )
 
     # -- the lease thread -------------------------------------------------------------
@@ -195,7 +205,8 @@ class WorkerRuntime:
             self.membership.heartbeat(self.info())
             members = live_members(self.redis, self.namespace)
             live = {member.id for member in members if member.healthy}
-            holders = self._holders({ring for member in members for ring in member.rings})
+            rings = {ring for member in members for ring in member.rings}
+            holders = lock_holders(self.redis, self.namespace, rings)
             self.metrics.saw_holders(holders)  # tells a failover from a handoff
             before = read_assignment(self.redis, self.namespace)
             assignment = self.coordinator.round(members, holders) if self.healthy else None
@@ -208,13 +219,6 @@ class WorkerRuntime:
         for seat in list(self.seats.values()):
             self._tend(seat, assignment, live)
         self._check_epochs()
-
-    def _holders(self, rings: set[str]) -> dict[str, str]:
-        names = sorted(rings)
-        if not names:
-            return {}
-        values = self.redis.mget([lock_key(self.namespace, ring) for ring in names])
-        return {ring: as_text(value) for ring, value in zip(names, values, strict=True) if value}
 
     def _tend(self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]) -> None:
         with seat.transition:
@@ -232,7 +236,7 @@ class WorkerRuntime:
             and not seat.closed
             and (target == self.member_id or target is None or target not in live)
         )
-        held = seat.held()
+        held = seat.has_lock()
         lapsed = held and seat.valid_until <= time.monotonic()
         try:
             if seat.handing_off:
@@ -308,13 +312,11 @@ class WorkerRuntime:
     def _check_health(self) -> None:
         if self.health.check() == LOST:
             for seat in list(self.seats.values()):
-                if seat.held() and not seat.handing_off:
+                if seat.has_lock() and not seat.handing_off:
                     self._hand_off(seat, "database unreachable")
 
     def _check_epochs(self) -> None:
-        active = [
-            seat for seat in self.seats.values() if seat.holding() and seat.server.epoch is not None
-        ]
+        active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
         if not active:
             return
         try:
@@ -335,7 +337,7 @@ class WorkerRuntime:
         # Any notice (a ring changed, released or reassigned) is worth a round now.
         self.metrics.notice(kind, ring)  # first: a RELEASED one marks a handoff
         seat = self.seats.get(ring) if kind == notices.CHANGED else None
-        if seat is not None and seat.holding() and seat.server.epoch is None:
+        if seat is not None and seat.can_serve() and seat.server.epoch is None:
             # Held, but its claim failed (RingMismatch until the rebuild that sent this).
             self._transitions.submit(self._activate, seat)
         self._wake.set()
@@ -361,7 +363,7 @@ class WorkerRuntime:
         )
         for name in changed:
             seat = self.seats[name]
-            if seat.held() and not seat.handing_off:
+            if seat.has_lock() and not seat.handing_off:
                 self._transitions.submit(self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
@@ -377,15 +379,15 @@ class WorkerRuntime:
         removed = sorted(name for name in self.seats if name not in wanted)
         ttl = self.settings.lock_ttl
         for name in added:
-            lease = Lease(self.redis, self.namespace, name, self.member_id, ttl)
+            lease = Lease(self.redis, lock_key(self.namespace, name), self.member_id, ttl)
             self.seats[name] = RingSeat(
                 name, lease, RingServer(self.service, name, executor=self.refills)
             )
         for name in removed:
             seat = self.seats[name]
             seat.closed = True
-            if seat.held() and not seat.handing_off:
+            if seat.has_lock() and not seat.handing_off:
                 self._hand_off(seat, "removed from the rings file")
-            elif not seat.held():
+            elif not seat.has_lock():
                 self.seats.pop(name, None)
         return added, removed

@@ -1,7 +1,7 @@
 """One ring as a worker sees it: its lease, its pool server, and the serving of a request.
 
-Nothing here imports Celery: :mod:`coder_ring.celery.ring_tasks` turns :class:`NotServedHere` into
-a requeue of the request.
+Nothing here imports Celery (tests/unit/test_floors.py checks it):
+:mod:`coder_ring.celery.ring_tasks` turns :class:`NotServedHere` into a requeue.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TypeVar
 import redis
 
 from coder_ring.errors import CoderRingError, Fenced, NotHolding
-from coder_ring.pool import RingServer
 from coder_ring.registry.lease import Lease
+from coder_ring.ring_server import RingServer
 
 T = TypeVar("T")
 
@@ -45,13 +45,19 @@ class RingSeat:
         #: a handoff ending midway through a tend cannot look like a new win.
         self.transition = threading.Lock()
 
-    def held(self) -> bool:
-        """True from winning the lock until letting it go (or losing it)."""
+    def has_lock(self) -> bool:
+        """True from winning the lock until letting it go (or losing it), a handoff
+        included: see :meth:`can_serve` for whether requests are served."""
         return self.valid_until > 0
 
-    def holding(self) -> bool:
-        """True while this worker may serve the ring's requests."""
+    def can_serve(self) -> bool:
+        """True while this worker may serve the ring's requests: its lease is valid and
+        it is neither handing the ring off nor closing it."""
         return not self.closed and not self.handing_off and self.valid_until > time.monotonic()
+
+    def pooled(self) -> dict[str, int]:
+        """extra -> codes pooled ({} until the ring is claimed in the database)."""
+        return {} if self.server.epoch is None else self.server.pooled_by_extra()
 
     def recheck(self) -> bool:
         """Ask Redis now whether the lease is still ours (after a fenced write)."""
@@ -71,7 +77,7 @@ class RingSeat:
         with self.serving:
             returned = self.server.deactivate(give_back=give_back)
         with self.transition:
-            was_held = self.held()
+            was_held = self.has_lock()
             self.valid_until = 0.0
             if was_held:
                 with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
@@ -81,16 +87,16 @@ class RingSeat:
 
     def ensure_active(self) -> None:
         """Claim the ring in the database if this server has not yet (or was fenced)."""
-        if self.server.epoch is None and self.holding():
+        if self.server.epoch is None and self.can_serve():
             self.server.activate(if_inactive=True)
 
     def serve(self, action: Callable[[RingServer], T]) -> T:
         """Run ``action`` on the pool server if this worker holds the ring; else
         :class:`NotServedHere`. A request in flight finishes before any handoff."""
-        if not self.holding():
+        if not self.can_serve():
             raise NotServedHere(f"ring {self.ring!r} is not served by this worker now")
         with self.serving:
-            if not self.holding():
+            if not self.can_serve():
                 raise NotServedHere(f"ring {self.ring!r} moved away from this worker")
             try:
                 self.ensure_active()

@@ -12,7 +12,7 @@ registry, every figure read when Prometheus scrapes):
 
 No series is keyed by a caller, a task id or a process of a caller, so the number of
 series does not grow with callers or tasks. Extras are callers' strings: a worker
-shows only the extras it pools now (at most :data:`~coder_ring.pool.MAX_POOLED_EXTRAS`
+shows only the extras it pools now (at most :data:`~coder_ring.ring_server.MAX_POOLED_EXTRAS`
 per ring); ``coder-ring metrics`` shows the most recently used ones
 (:data:`DEFAULT_EXTRAS_SHOWN` per ring) and each ring's count of extras. The empty
 extra (the default) has an empty ``extra`` label, which Prometheus treats as no label.
@@ -34,7 +34,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from coder_ring.pool import MAX_POOLED_EXTRAS
+from coder_ring.ring_server import MAX_POOLED_EXTRAS
 from coder_ring.status import RingStatus
 
 log = logging.getLogger("coder_ring.metrics")

@@ -10,7 +10,6 @@ scrape adds nothing to Flower or to the workers' queues.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -22,8 +21,8 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
-from coder_ring.celery.cli_layer import worker_settings
 from coder_ring.cli_support import HELP, CliError, app_context
+from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, ConfigError
 from coder_ring.metrics.catalog import (
     DATABASE,
@@ -32,19 +31,20 @@ from coder_ring.metrics.catalog import (
     Families,
     MetricsServer,
 )
-from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.client import redis_client
+from coder_ring.registry.lease import holder_name, lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
+from coder_ring.settings import WorkerSettings
 from coder_ring.urls import redact_url
-from coder_ring.worker_settings import WorkerSettings
 
 log = logging.getLogger("coder_ring.metrics")
 
 
 class DatabaseCollector:
     """The database-wide view (prometheus_client's Collector protocol). Thread-safe:
-    concurrent scrapes take turns."""
+    concurrent scrapes take turns. ``service`` serves the rings of the settings' rings
+    file, read again when it changes."""
 
     def __init__(
         self,
@@ -52,14 +52,15 @@ class DatabaseCollector:
         service: RingService,
         extras_shown: int = DEFAULT_EXTRAS_SHOWN,
     ) -> None:
-        self.settings = settings
+        self.redis_url = settings.redis_url
+        self.namespace = settings.namespace
+        self.lock_ttl = settings.lock_ttl
         self.service = service
         self.extras_shown = extras_shown
-        self.redis = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
+        self.redis = redis_client(settings.redis_url, 2.0)
         self._mutex = threading.Lock()
-        self._stamp = self._rings_stamp()
+        self._rings_file = RingsFile(settings.engine.config_path)
+        self._rings_file.mark()  # the service was built from it just now
         #: ring -> (member id holding it, monotonic time this process first saw that).
         self._holders: dict[str, tuple[str, float]] = {}
         #: ring -> monotonic time this process first saw it without a holder.
@@ -71,7 +72,7 @@ class DatabaseCollector:
             families = Families(DATABASE)
             self._reload_if_changed()
             rings = sorted(self.service.rings)
-            families.add("coder_ring_lock_ttl_seconds", [], self.settings.lock_ttl)
+            families.add("coder_ring_lock_ttl_seconds", [], self.lock_ttl)
             self._locks(families, rings)
             self._statuses(families, rings)
         yield from families
@@ -81,12 +82,11 @@ class DatabaseCollector:
         self.redis.close()
 
     def _locks(self, families: Families, rings: Sequence[str]) -> None:
-        namespace = self.settings.namespace
         try:
-            tokens = self.redis.mget([lock_key(namespace, ring) for ring in rings]) if rings else []
-            members = live_members(self.redis, namespace)
+            tokens = lock_holders(self.redis, self.namespace, rings)
+            members = live_members(self.redis, self.namespace)
         except redis.RedisError as error:
-            where = redact_url(self.settings.redis_url)
+            where = redact_url(self.redis_url)
             log.warning("metrics: cannot reach Redis at %s: %s", where, error)
             families.add("coder_ring_redis_up", [], 0)
             return
@@ -95,13 +95,13 @@ class DatabaseCollector:
         now = time.monotonic()
         holders: dict[str, tuple[str, float]] = {}
         unheld: dict[str, float] = {}
-        for ring, token in zip(rings, tokens, strict=True):
-            if token is None:
+        for ring in rings:
+            member = tokens.get(ring)
+            if member is None:
                 since = unheld[ring] = self._unheld_since.get(ring, now)
                 families.add("coder_ring_held", [ring], 0)
                 families.add("coder_ring_unheld_seconds", [ring], now - since)
                 continue
-            member = as_text(token)
             seen = self._holders.get(ring)
             if seen is None or seen[0] != member:
                 seen = (member, now)
@@ -127,21 +127,13 @@ class DatabaseCollector:
             families.add("coder_ring_stored_positions", [ring], state.stored_positions)
         families.add("coder_ring_database_up", [], 1)
 
-    def _rings_stamp(self) -> tuple[int, int] | None:
-        try:
-            stat = os.stat(self.settings.engine.config_path)
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
     def _reload_if_changed(self) -> None:
-        stamp = self._rings_stamp()
-        if stamp == self._stamp:
+        if not self._rings_file.changed():
             return
-        self._stamp = stamp
         try:
-            self.service.reload(self.settings.engine.load_rings())
+            self.service.reload(self._rings_file.rings())
         except ConfigError as error:
+            self._rings_file.mark()  # not again until the file changes
             log.error("rings file not reloaded (%s); showing the rings as before", error)
 
 
@@ -171,7 +163,7 @@ def metrics(ctx: click.Context, port: int, address: str, extras_shown: int, once
     codes issued, errors, failovers and latency come from the workers
     (CODER_RING_METRICS_PORT). Stops on SIGTERM or Ctrl-C."""
     app = app_context(ctx)
-    settings = worker_settings(app)
+    settings = app.worker_settings()
     collector = DatabaseCollector(settings, app.service(), extras_shown)
     registry = CollectorRegistry()
     registry.register(collector)

@@ -1,8 +1,9 @@
 """A worker's own ring metrics, served on ``CODER_RING_METRICS_PORT`` (off by default).
 
-:class:`WorkerMetrics` belongs to a :class:`~coder_ring.celery.runtime.WorkerRuntime`. Gauges are
-read at scrape time from its seats (the rings it holds, its pools) and the database;
-counters and the latency histogram are updated while it serves
+:class:`WorkerMetrics` belongs to one worker process. It is given only what it shows:
+the worker's node name and member id, and callables that read, at scrape time, the rings
+it has seats for, the pools of those it serves, a ring's status and the database's
+health. Counters and the latency histogram are updated while it serves
 (:meth:`coder_ring.celery.ring_tasks.RingTask.serve`) and by the lease thread's hooks:
 
 - :meth:`WorkerMetrics.saw_holders` each round: who held each ring;
@@ -15,7 +16,7 @@ The notice is published right after the release; a round that wins the ring in t
 instant between the two would count a handoff as a failover (the notice also wakes
 the round, so a handoff is normally seen first).
 
-Nothing here imports Celery.
+Nothing here imports Celery (tests/unit/test_floors.py checks it).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
@@ -40,11 +41,9 @@ from coder_ring.metrics.catalog import (
     Families,
     MetricsServer,
 )
-from coder_ring.pool import MAX_POOLED_EXTRAS
 from coder_ring.registry.notices import RELEASED
-
-if TYPE_CHECKING:
-    from coder_ring.celery.runtime import WorkerRuntime
+from coder_ring.ring_server import MAX_POOLED_EXTRAS
+from coder_ring.status import RingStatus
 
 log = logging.getLogger("coder_ring.metrics")
 
@@ -58,10 +57,31 @@ UNEXPECTED = "unexpected"
 
 
 class WorkerMetrics:
-    """What one worker process counts and serves. Thread-safe."""
+    """What one worker process counts and serves. Thread-safe.
 
-    def __init__(self, runtime: WorkerRuntime) -> None:
-        self.runtime = runtime
+    ``rings``: the rings it has a seat for; ``pools``: ring -> codes pooled per extra,
+    for each ring it serves now; ``status``: a ring's status from the database;
+    ``healthy``: whether it reaches its database; ``port``: where to serve (None: not
+    served)."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        member_id: str,
+        port: int | None,
+        rings: Callable[[], Collection[str]],
+        pools: Callable[[], Mapping[str, Mapping[str, int]]],
+        status: Callable[[str], RingStatus],
+        healthy: Callable[[], bool],
+    ) -> None:
+        self.node = node
+        self.member_id = member_id
+        self.port = port
+        self._rings = rings
+        self._pools = pools
+        self._status = status
+        self._healthy = healthy
         self.registry = CollectorRegistry()
         self._mutex = threading.Lock()
         #: ring -> extra -> codes issued (only extras pooled now, plus OTHER_EXTRAS).
@@ -92,7 +112,7 @@ class WorkerMetrics:
     def start(self) -> None:
         """Serve on the settings' metrics port, if one is set (an error is logged: the
         worker serves its rings all the same)."""
-        port = self.runtime.settings.metrics_port
+        port = self.port
         if port is None or self.server is not None:
             return
         try:
@@ -114,19 +134,19 @@ class WorkerMetrics:
         """A round read the lock of each ring (ring -> holder's member id)."""
         with self._mutex:
             for ring, member in holders.items():
-                if ring in self.runtime.seats and self._last_holder.get(ring) != member:
+                if ring in self._rings() and self._last_holder.get(ring) != member:
                     self._last_holder[ring] = member
                     self._released.discard(ring)
 
     def notice(self, kind: str, ring: str) -> None:
         """A notice came (a RELEASED one says the ring was handed off)."""
-        if kind == RELEASED and ring in self.runtime.seats:
+        if kind == RELEASED and ring in self._rings():
             with self._mutex:
                 self._released.add(ring)
 
     def won(self, ring: str) -> None:
         """This worker won ``ring``'s lock: count a failover or a handoff."""
-        me = self.runtime.member_id
+        me = self.member_id
         with self._mutex:
             before = self._last_holder.get(ring)
             if before is not None and before != me:
@@ -169,35 +189,32 @@ class WorkerMetrics:
                 counts = self._issued.setdefault(ring, {})
                 counts[extra] = counts.get(extra, 0) + issued
                 if len(counts) > MAX_POOLED_EXTRAS + 1:
-                    self._fold(ring, counts)
+                    self._fold(counts, self._served().get(ring, {}))
 
     # -- the scrape -------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
         """Every family of a worker's view (prometheus_client's Collector protocol)."""
-        runtime = self.runtime
         families = Families(WORKER)
         now = time.monotonic()
-        database_up = runtime.healthy
-        seats = sorted(runtime.seats.items())
-        for ring, seat in seats:
-            if not seat.holding():
-                continue
-            families.info("coder_ring_holder", [ring], {"holder": runtime.node})
+        database_up = self._healthy()
+        rings = sorted(self._rings())
+        pools = self._served()
+        for ring, pooled in sorted(pools.items()):
+            families.info("coder_ring_holder", [ring], {"holder": self.node})
             families.add("coder_ring_lock_age_seconds", [ring], now - self._won_at.get(ring, now))
-            pooled = self._pooled(ring)
             try:
-                state = runtime.service.status(ring)
+                state = self._status(ring)
             except UnknownRing:
                 continue  # removed from the rings file meanwhile
             except CoderRingError as error:
                 log.warning("metrics: cannot read ring %s: %s", ring, error)
                 database_up = False
                 continue
-            families.ring_status(state.served_by(runtime.node, pooled), extras=pooled)
+            families.ring_status(state.served_by(self.node, pooled), extras=pooled)
         families.add("coder_ring_database_up", [], 1 if database_up else 0)
         with self._mutex:
-            for ring, _ in seats:
+            for ring in rings:
                 for name, counter in (
                     ("coder_ring_failovers", self._failovers),
                     ("coder_ring_handoffs", self._handoffs),
@@ -209,22 +226,20 @@ class WorkerMetrics:
             for (ring, kind), count in sorted(self._errors.items()):
                 families.add("coder_ring_draw_errors", [ring, kind], count)
             for ring, counts in sorted(self._issued.items()):
-                self._fold(ring, counts)
+                self._fold(counts, pools.get(ring, {}))
                 for extra, count in sorted(counts.items()):
                     families.add("coder_ring_codes_issued", [ring, extra], count)
         yield from families
 
-    def _pooled(self, ring: str) -> dict[str, int]:
-        seat = self.runtime.seats.get(ring)
-        if seat is None or seat.server.epoch is None:
-            return {}
-        with contextlib.suppress(RuntimeError):  # a pool changed while copied: none
-            return seat.server.pooled_by_extra()
+    def _served(self) -> dict[str, dict[str, int]]:
+        """ring -> pooled codes per extra, for the rings served now."""
+        with contextlib.suppress(RuntimeError):  # a pool or seat changed while copied
+            return {ring: dict(pooled) for ring, pooled in self._pools().items()}
         return {}
 
-    def _fold(self, ring: str, counts: dict[str, int]) -> None:
-        """Count the codes of extras no longer pooled under OTHER_EXTRAS (mutex held), so
+    @staticmethod
+    def _fold(counts: dict[str, int], pooled: Mapping[str, int]) -> None:
+        """Count the codes of extras not in ``pooled`` under OTHER_EXTRAS (mutex held), so
         a ring has at most MAX_POOLED_EXTRAS + 1 series and their sum never drops."""
-        pooled = self._pooled(ring)
         for extra in [extra for extra in counts if extra not in pooled and extra != OTHER_EXTRAS]:
             counts[OTHER_EXTRAS] = counts.get(OTHER_EXTRAS, 0) + counts.pop(extra)

@@ -15,21 +15,20 @@ import time
 import redis
 
 from coder_ring.errors import NoWorker
+from coder_ring.registry.client import redis_client
 from coder_ring.registry.membership import MemberInfo, live_members
 
 #: Seconds a caller trusts its view of the live workers.
 MAX_AGE = 1.0
 
 
-class RegistryView:
+class CallerView:
     """Cached live members of one namespace, as seen by a caller."""
 
     def __init__(self, redis_url: str, namespace: str, max_age: float = MAX_AGE) -> None:
         self.namespace = namespace
         self.max_age = max_age
-        self._client = redis.Redis.from_url(
-            redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
+        self._client = redis_client(redis_url, 1.0)
         self._mutex = threading.Lock()
         self._members: list[MemberInfo] | None = None
         self._read_at = -float("inf")

@@ -10,7 +10,7 @@ the ring lock admits one consumer and the database epoch fences any stale writer
 Each round the coordinator reads the live members and where rings are held, runs
 :func:`coder_ring.registry.placement.place`, and writes the assignment (only if it is still the
 coordinator: the write is fenced by its lease). Rebalancing waits until membership
-has not changed for ``settle`` seconds, and at most ``max_moves`` rings are on their
+has not changed for ``rebalance_after`` seconds, and at most ``max_moves`` rings are on their
 way between members at any time (moves assigned in earlier rounds and not completed yet
 count), so a flapping member causes no storm; failovers do not wait.
 """
@@ -26,7 +26,7 @@ import redis
 from coder_ring.registry.keys import assignment_key, coordinator_key
 from coder_ring.registry.lease import Lease, as_text
 from coder_ring.registry.membership import MemberInfo
-from coder_ring.registry.placement import Candidate, Placement, place
+from coder_ring.registry.placement import Candidate, place
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -50,20 +50,19 @@ class Coordinator:
         member_id: str,
         ttl: float,
         *,
-        settle: float,
+        rebalance_after: float,
         max_moves: int,
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.settle = settle
+        #: Seconds membership must stay unchanged before rings move to even the loads.
+        self.rebalance_after = rebalance_after
         self.max_moves = max_moves
-        self._lease = Lease(client, namespace, "", member_id, ttl)
-        self._lease.key = coordinator_key(namespace)
+        self._lease = Lease(client, coordinator_key(namespace), member_id, ttl)
         self._write = client.register_script(_WRITE)
         self.leading = False
         self._members: frozenset[str] = frozenset()
         self._changed_at = time.monotonic()
-        self.last: Placement | None = None
 
     def round(
         self, members: Sequence[MemberInfo], holders: Mapping[str, str]
@@ -96,7 +95,7 @@ class Coordinator:
             rings,
             [Candidate(member.id, frozenset(member.rings)) for member in healthy],
             current,
-            rebalance=now - self._changed_at >= self.settle,
+            rebalance=now - self._changed_at >= self.rebalance_after,
             max_moves=max(0, self.max_moves - in_transit),
         )
         if placement.placed or placement.moved:
@@ -106,7 +105,6 @@ class Coordinator:
                 placement.moved,
                 len(healthy),
             )
-        self.last = placement
         if stored != placement.assignment:
             flat = [item for pair in sorted(placement.assignment.items()) for item in pair]
             self._write(

@@ -1,9 +1,10 @@
-"""A ring's Redis lock: who may serve it. One key per ring, holding the holder's member id.
+"""A Redis lock holding its holder's member id: one per ring (who may serve it), and the
+coordinator's (who places the rings).
 
 Acquire is ``SET NX PX``; renew and release are scripts that act only while the key
 still holds our id, so a holder whose lock expired can never extend or delete the
 next holder's lock. Expiry is Redis's own clock. The lock decides who consumes; the
-database epoch (see :mod:`coder_ring.pool`) is what makes a former holder's writes
+database epoch (see :mod:`coder_ring.ring_server`) is what makes a former holder's writes
 impossible.
 """
 
@@ -13,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 
 import redis
 
@@ -54,22 +56,16 @@ def holder_name(token: str | bytes | None) -> str | None:
 
 
 class Lease:
-    """This process's claim on one ring's lock."""
+    """This process's claim on the lock at ``key`` (:func:`~coder_ring.registry.keys.lock_key`
+    for a ring), with ``token`` (its member id) as the value."""
 
-    def __init__(
-        self, client: redis.Redis, namespace: str, ring: str, token: str, ttl: float
-    ) -> None:
+    def __init__(self, client: redis.Redis, key: str, token: str, ttl: float) -> None:
         self.client = client
-        self.key = lock_key(namespace, ring)
+        self.key = key
         self.token = token
         self.ttl_ms = max(1, int(ttl * 1000))
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
-
-    def holder(self) -> str | None:
-        """The member id holding the lock now, if any."""
-        value = self.client.get(self.key)
-        return None if value is None else as_text(value)
 
     def acquire_or_renew(self) -> float | None:
         """Take or extend the lock. Returns the monotonic time until which it is surely
@@ -96,3 +92,12 @@ class Lease:
 def current_holder(client: redis.Redis, namespace: str, ring: str) -> str | None:
     """Node name of the worker holding ``ring``'s lock, if any."""
     return holder_name(client.get(lock_key(namespace, ring)))
+
+
+def lock_holders(client: redis.Redis, namespace: str, rings: Iterable[str]) -> dict[str, str]:
+    """ring -> member id holding its lock, for those of ``rings`` held now (one MGET)."""
+    names = sorted(set(rings))
+    if not names:
+        return {}
+    values = client.mget([lock_key(namespace, ring) for ring in names])
+    return {ring: as_text(value) for ring, value in zip(names, values, strict=True) if value}

@@ -9,7 +9,7 @@ A graceful stop deletes the record first.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import redis
 
@@ -109,8 +109,3 @@ def live_members(client: redis.Redis, namespace: str) -> list[MemberInfo]:
         for index in range(0, len(flat), 2)
     ]
     return sorted(members, key=lambda member: member.id)
-
-
-def with_holding(info: MemberInfo, holding: tuple[str, ...]) -> MemberInfo:
-    """``info`` saying it holds ``holding``."""
-    return replace(info, holding=holding)

@@ -246,11 +246,6 @@ class SqlStore:
             ).scalar_one()
         return int(count)
 
-    def ring_names(self) -> list[str]:
-        """Every ring stored in the database, configured or not."""
-        with self.transaction() as conn:
-            return list(conn.execute(select(_RING.name).order_by(_RING.name)).scalars())
-
     def dispose(self) -> None:
         self.engine.dispose()
 

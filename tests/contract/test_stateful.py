@@ -48,14 +48,14 @@ from coder_ring import (
     ExtraConflict,
     Fenced,
     MemoryStore,
-    NotHolding,
     RingConfig,
     RingService,
     SqlStore,
 )
 from coder_ring.alphabet import uniquizer
-from coder_ring.pool import RingServer
+from coder_ring.errors import NotHolding
 from coder_ring.profanity import is_profane
+from coder_ring.ring_server import RingServer
 from coder_ring.store import Drawn, Store
 from tests.harness.shared import pg_schema_url
 

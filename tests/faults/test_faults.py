@@ -41,7 +41,7 @@ import pytest
 
 from coder_ring.alphabet import encode_base
 from coder_ring.config import RingConfig
-from coder_ring.pool import RingServer
+from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
 from coder_ring.sql.store import SqlStore
 from tests.faults import caller

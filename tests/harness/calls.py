@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from coder_ring.celery.app import CoderRingApp, create_app
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import WorkerSettings
 from tests.harness.config import CODER_RING, REPO, settings_from_env
 
 T = TypeVar("T")

@@ -9,9 +9,11 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
-from coder_ring.registry.keys import DEFAULT_NAMESPACE, lock_key, ring_queue
+from coder_ring.celery.names import ring_queue
+from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.registry.membership import MemberInfo, live_members
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness.config import settings_from_env
 
 

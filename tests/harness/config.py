@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from coder_ring.config import RingConfig
-from coder_ring.registry.keys import DEFAULT_NAMESPACE
 from coder_ring.service import RingService
-from coder_ring.settings import Settings
+from coder_ring.settings import DEFAULT_NAMESPACE, Settings, WorkerSettings
 from coder_ring.sql.store import SqlStore
-from coder_ring.worker_settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -2,7 +2,7 @@
 
 The worker is Celery's own embedded test worker
 (``celery.contrib.testing.worker.start_worker``) on a :class:`~coder_ring.celery.app.CoderRingApp`
-built from :class:`~coder_ring.worker_settings.WorkerSettings`, with the app's own
+built from :class:`~coder_ring.settings.WorkerSettings`, with the app's own
 ``RingOwnership`` bootstep, so it takes its rings' locks and consumes their queues
 exactly as ``coder-ring worker`` does.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from celery.contrib.testing.worker import start_worker
 
 from coder_ring.celery.app import CoderRingApp, create_app
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import WorkerSettings
 from tests.harness.calls import wait_until
 
 #: The in-process worker's node name.
@@ -52,7 +52,7 @@ def wait_serving(app: CoderRingApp, ring: str) -> None:
 
     def serving() -> bool:
         runtime = app.runtime
-        return runtime is not None and ring in runtime.seats and runtime.seats[ring].holding()
+        return runtime is not None and ring in runtime.seats and runtime.seats[ring].can_serve()
 
     wait_until(serving, SERVING_TIMEOUT, what=f"the in-process worker to serve {ring!r}")
     wait_until(

@@ -14,8 +14,9 @@ from typing import Any
 import redis
 
 from coder_ring.celery.demo.processes import Process
-from coder_ring.registry.keys import DEFAULT_NAMESPACE, lock_key
+from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness.calls import wait_until
 from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coder_ring import ExtraConflict, InvalidInput, UnknownRing
-from coder_ring.registry.keys import TASK_GET_CODE, TASK_GET_CODES
+from coder_ring.celery.names import TASK_GET_CODE, TASK_GET_CODES
 
 RING = "one"
 POOL = 8

@@ -15,8 +15,8 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from coder_ring import ALPHABET, BrokerUnreachable, NoWorker, Settings, SqlStore
 from coder_ring.celery.app import CoderRingApp
 from coder_ring.celery.cli import build
-from coder_ring.registry.keys import TASK_GET_CODE, TASK_GET_CODES
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.celery.names import TASK_GET_CODE, TASK_GET_CODES
+from coder_ring.settings import WorkerSettings
 from tests.harness import caller_app, worker_env, write_rings
 from tests.harness.cli import Cli
 from tests.harness.inprocess import running_worker, wait_serving

@@ -17,8 +17,8 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from coder_ring.metrics.catalog import CATALOG, names_of
-from coder_ring.registry.keys import DEFAULT_NAMESPACE
 from coder_ring.registry.membership import live_members
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import ManagedProcess, WorkerProcess, wait_until, worker_env, write_rings
 
 CLI = [sys.executable, "-m", "coder_ring.celery.cli"]

@@ -14,13 +14,9 @@ from typing import Any
 
 import redis
 
-from coder_ring.registry.keys import (
-    DEFAULT_NAMESPACE,
-    coordinator_key,
-    lock_key,
-    member_key,
-    ring_queue,
-)
+from coder_ring.celery.names import ring_queue
+from coder_ring.registry.keys import coordinator_key, lock_key, member_key
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import (
     HolderWatch,
     ProcessGroup,

@@ -34,7 +34,7 @@ import pytest
 
 from coder_ring import ConfigError, InvalidInput, RingConfig, Settings, load_rings
 from coder_ring.alphabet import ALPHABET
-from coder_ring.registry.keys import ring_queue
+from coder_ring.celery.names import ring_queue
 from tests.harness import caller_app, queue_length
 from tests.harness.cli import assert_one_line_error
 from tests.harness.shared import ServiceFactory

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coder_ring import ALPHABET, BrokerUnreachable, NoWorker, StoreUnavailable
+from coder_ring import ALPHABET, BrokerUnreachable, NoWorker, StoreUnavailable, Unreachable
 from tests.harness import ProcessGroup, caller_app, free_port, wait_until, worker_env, write_rings
 from tests.harness.cli import Cli, ScriptCli, assert_one_line_error
 from tests.servers import private_postgres, private_redis
@@ -47,7 +47,9 @@ def test_broker_down_at_the_caller(tmp_path: Path, sqlite_url: str, redis_url: s
     before = database_state(sqlite_url)
     with caller_app(env) as app, pytest.raises(BrokerUnreachable) as caught:
         app.ring_tasks.get_code.delay(RING)
-    assert isinstance(caught.value, StoreUnavailable)
+    # A broker outage is not a database outage: both are Unreachable, only one a store's.
+    assert isinstance(caught.value, Unreachable)
+    assert not isinstance(caught.value, StoreUnavailable)
     assert_message(caught.value, "cannot reach the broker", dead, "Connection refused")
     assert_message(caught.value, "nothing was sent")
     assert database_state(sqlite_url) == before

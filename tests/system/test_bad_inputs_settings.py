@@ -13,7 +13,7 @@ import pytest
 from coder_ring import ConfigError, NoWorker, RingMismatch, load_rings
 from coder_ring.alphabet import ALPHABET
 from coder_ring.celery.cli import build
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import WorkerSettings
 from tests.harness import (
     BIN,
     ManagedProcess,

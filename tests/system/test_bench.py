@@ -27,8 +27,7 @@ from bench.resources import (
     schema_exists,
 )
 from bench.run import run_bench
-from coder_ring.settings import Settings
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import Settings, WorkerSettings
 from tests.harness.shared import PG_ADMIN_URL, REDIS_TEST_URL, require
 
 

@@ -1,4 +1,4 @@
-"""The global registry (issue 12): membership and the coordinator on a real Redis (no
+"""The global registry (coder_ring.registry): membership and the coordinator on a real Redis (no
 worker process). Placement and handoffs with real worker processes and PostgreSQL are in
 ``test_registry_cluster.py``.
 """
@@ -53,8 +53,8 @@ def test_members_heartbeat_by_server_time_expire_and_leave(client: redis.Redis) 
 
 
 def test_one_coordinator_at_a_time_elected_by_lease(client: redis.Redis) -> None:
-    first = Coordinator(client, "reg", "m1", 5.0, settle=0, max_moves=10)
-    second = Coordinator(client, "reg", "m2", 5.0, settle=0, max_moves=10)
+    first = Coordinator(client, "reg", "m1", 5.0, rebalance_after=0, max_moves=10)
+    second = Coordinator(client, "reg", "m2", 5.0, rebalance_after=0, max_moves=10)
     both = [info("m1"), info("m2")]
     placed = first.round(both, {})
     assert placed is not None and spread(placed) == [50, 50]
@@ -66,7 +66,7 @@ def test_one_coordinator_at_a_time_elected_by_lease(client: redis.Redis) -> None
 
 
 def test_moves_on_their_way_count_against_the_cap(client: redis.Redis) -> None:
-    coordinator = Coordinator(client, "reg", "m1", 5.0, settle=0, max_moves=10)
+    coordinator = Coordinator(client, "reg", "m1", 5.0, rebalance_after=0, max_moves=10)
     three = [info("m1"), info("m2"), info("m3")]
     held = coordinator.round(three, {})
     assert held is not None and spread(held) == [33, 33, 34]
@@ -95,14 +95,14 @@ def test_moves_on_their_way_count_against_the_cap(client: redis.Redis) -> None:
 
 def test_the_assignment_of_thousands_of_rings_is_written(client: redis.Redis) -> None:
     many = [f"ring{index}" for index in range(5000)]
-    coordinator = Coordinator(client, "reg", "m1", 5.0, settle=0, max_moves=10)
+    coordinator = Coordinator(client, "reg", "m1", 5.0, rebalance_after=0, max_moves=10)
     placed = coordinator.round([info("m1", many), info("m2", many)], {})
     assert placed is not None and spread(placed) == [2500, 2500]
     assert read_assignment(client, "reg") == placed
 
 
 def test_failovers_at_once_rebalancing_after_membership_settles(client: redis.Redis) -> None:
-    coordinator = Coordinator(client, "reg", "m1", 5.0, settle=60, max_moves=10)
+    coordinator = Coordinator(client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10)
     three = [info("m1"), info("m2"), info("m3")]
     held = coordinator.round(three, {})
     assert held is not None

@@ -1,4 +1,4 @@
-"""The global registry (issue 12) with real worker processes and PostgreSQL: placement,
+"""The global registry with real worker processes and PostgreSQL: placement,
 handoffs, restricted workers and callers failing fast.
 
 The cluster test runs 100 small rings (base_length 1: 32 codes a cycle, so codes wrap

@@ -19,10 +19,9 @@ import pytest
 from coder_ring.celery.app import create_app
 from coder_ring.celery.cli import build
 from coder_ring.errors import BrokerUnreachable, ConfigError
-from coder_ring.settings import Settings
+from coder_ring.settings import Settings, WorkerSettings
 from coder_ring.sql.store import SqlStore
 from coder_ring.urls import MASK, redact_url
-from coder_ring.worker_settings import WorkerSettings
 from tests.harness import ManagedProcess, ProcessGroup, free_port, wait_until, write_rings
 from tests.harness.cli import (
     CONSOLE_SCRIPT,

@@ -1,8 +1,8 @@
-"""Callers in threads and in asyncio code, through ``coder_ring.celery.callers`` (the app configured
+"""Callers in threads and in asyncio code, through ``coder_ring.celery`` (the app configured
 from the environment) and through an app made with ``create_app(settings)`` beside it.
 
 The calls run in a caller process of their own (tests/system/thread_caller.py), because
-``workers.app`` reads its settings from the environment when it is first imported. The
+the environment's app reads its settings when a caller first imports its tasks. The
 ring tasks are bound to their app, so a thread that never called anything before (no
 "current app" of its own) sends through the right broker, namespace and rings file.
 """

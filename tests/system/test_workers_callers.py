@@ -17,7 +17,8 @@ import pytest
 from celery import Celery
 
 from coder_ring import ALPHABET, ExtraConflict, InvalidInput, NoWorker, UnknownRing
-from coder_ring.registry.keys import DEFAULT_NAMESPACE, TASK_GET_CODE, TASK_GET_CODES, ring_queue
+from coder_ring.celery.names import TASK_GET_CODE, TASK_GET_CODES, ring_queue
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import (
     assert_distinct,
     caller_app,

@@ -1,5 +1,6 @@
-"""A caller process of tests/system/test_threads.py: many threads and an event loop calling the
-ring tasks of ``coder_ring.celery.callers`` (the app configured from this process's environment).
+"""A caller process of tests/system/test_threads.py: many threads and an event loop calling
+the ring tasks of ``coder_ring.celery`` (the app configured from this process's environment)
+the way the README's callers import them.
 
 ``python -m tests.system.thread_caller RING --threads 16 --calls 100 --gather 100
 [--other-env FILE --other-ring RING --other-calls N]`` prints one JSON object:
@@ -22,9 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from coder_ring.celery.app import create_app
-from coder_ring.celery.callers import aget_code, get_code
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.celery import WorkerSettings, aget_code, create_app, get_code
 
 TIMEOUT = 30.0
 

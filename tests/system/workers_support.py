@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coder_ring.registry.keys import DEFAULT_NAMESPACE, ring_queue
+from coder_ring.celery.names import ring_queue
+from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import WorkerProcess, ring_calls, worker_env, write_rings
 
 RING = "one"

@@ -3,7 +3,7 @@ subprocess). The worker is Celery's own embedded test worker
 (``celery.contrib.testing.worker.start_worker``, the in-process worker pytest-celery's
 legacy fixtures are built on; pytest-celery's own ``celery_worker`` runs in Docker,
 which this machine does not have) on a :class:`~coder_ring.celery.app.CoderRingApp` built from
-:class:`~coder_ring.worker_settings.WorkerSettings`: real Redis broker, result backend and locks,
+:class:`~coder_ring.settings.WorkerSettings`: real Redis broker, result backend and locks,
 a real SQLite database, and the app's own ``RingOwnership`` bootstep, so the worker
 takes the ring's lock and consumes its queue exactly as ``coder-ring worker`` does.
 The worker and its waits are in :mod:`tests.harness.inprocess`.
@@ -31,9 +31,9 @@ from coder_ring import (
     UnknownRing,
 )
 from coder_ring.celery.app import CoderRingApp, create_app
-from coder_ring.registry.keys import TASK_GET_CODE, TASK_GET_CODES, ring_queue
+from coder_ring.celery.names import TASK_GET_CODE, TASK_GET_CODES, ring_queue
+from coder_ring.settings import WorkerSettings
 from coder_ring.status import RingStatus
-from coder_ring.worker_settings import WorkerSettings
 from tests.harness import queue_length, write_rings
 from tests.harness.inprocess import NODE, running_worker, wait_serving
 from tests.harness.shared import REDIS_TEST_URL, require

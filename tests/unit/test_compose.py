@@ -13,7 +13,7 @@ import click
 import yaml
 
 from coder_ring.celery.cli import build
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -1,4 +1,4 @@
-"""The worker's pools (coder_ring.pool.RingServer) without Celery: on the in-memory store
+"""The worker's pools (coder_ring.ring_server.RingServer) without Celery: on the in-memory store
 for speed, and on SQLite where the store matters."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from coder_ring import (
     ExtraConflict,
     Fenced,
     MemoryStore,
-    NotHolding,
     RingConfig,
     RingService,
     SqlStore,
 )
-from coder_ring.pool import MAX_POOLED_EXTRAS, RingServer
+from coder_ring.errors import NotHolding
+from coder_ring.ring_server import MAX_POOLED_EXTRAS, RingServer
 from coder_ring.store import Store
 
 POOL = 8

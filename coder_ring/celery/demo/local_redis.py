@@ -17,6 +17,7 @@ import redis
 
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import ConfigError
+from coder_ring.registry.client import redis_client
 
 SERVER_ENV = "CODER_RING_REDIS_SERVER"
 
@@ -41,7 +42,7 @@ def find_redis_server() -> str:
 
 def answers(url: str, timeout: float = 0.5) -> bool:
     """True when a Redis server answers PING at ``url``."""
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = redis_client(url, timeout)
     try:
         return bool(client.ping())
     except redis.RedisError:

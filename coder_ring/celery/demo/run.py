@@ -15,7 +15,6 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-import redis
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,10 +23,10 @@ from coder_ring.celery.app import create_app
 from coder_ring.celery.demo.local_redis import LocalRedis, answers
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
+from coder_ring.registry.client import redis_client
 from coder_ring.registry.lease import current_holder
 from coder_ring.service import RingService
-from coder_ring.settings import Settings
-from coder_ring.worker_settings import WorkerSettings
+from coder_ring.settings import Settings, WorkerSettings
 
 DEMO_RINGS = """\
 # The demo's rings (see config/rings.toml for every key).
@@ -43,7 +42,7 @@ CALL_TIMEOUT = 30.0
 
 
 def _wait_for_holder(settings: WorkerSettings, ring: str, worker: Process) -> str:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url, 2.0)
     deadline = time.monotonic() + READY_TIMEOUT
     try:
         while time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection handed in by :func:`coder_ring.migrate`."""
+"""Alembic environment: runs on the connection handed in by
+:meth:`coder_ring.sql.store.SqlStore.migrate`."""
 
 from __future__ import annotations
 

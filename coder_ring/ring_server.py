@@ -252,9 +252,7 @@ class RingServer:
         if stored is not None and stored.epoch <= record.epoch:
             return True
         with self._mutex:
-            if self._record is record:
-                self._pools.clear()
-                self._record = None
+            self._drop(record)
         return False
 
     def close(self) -> None:
@@ -263,6 +261,13 @@ class RingServer:
             self._own_executor.shutdown(wait=True)
 
     # ----------------------------------------------------------------------------------
+
+    def _drop(self, record: RingRecord | None = None) -> None:
+        """Forget the claim and every pool, so no code of a fenced state is served (mutex
+        held). With ``record``: only if that claim is still this server's."""
+        if record is None or self._record is record:
+            self._pools.clear()
+            self._record = None
 
     def _holding(self) -> RingRecord:
         if self._record is None:
@@ -316,8 +321,7 @@ class RingServer:
                 within_cycle=within_cycle,
             )
         except Fenced:
-            self._pools.clear()
-            self._record = None
+            self._drop()
             raise
         pool.land(drawn)
         return drawn
@@ -353,9 +357,7 @@ class RingServer:
             log.warning("ring %s: pool top-up failed: %s", self.name, error)
             if isinstance(error, Fenced):
                 with self._mutex:
-                    if self._record is record:
-                        self._pools.clear()
-                        self._record = None
+                    self._drop(record)
             return
         with self._mutex:
             if self._record is not record or self._pools.get(pool.extra) is not pool:
