@@ -3,6 +3,8 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY coder_ring ./coder_ring
+# Not installed (the wheel holds only coder_ring): the module `celery -A workers.app`
+# loads from this working directory (flower in docker-compose.yml).
 COPY workers ./workers
 COPY config ./config
 RUN pip install --no-cache-dir .
