@@ -9,12 +9,15 @@ still hold until a draw is fenced), or the holder stops (giving back) or loses i
 the same database) draws and bumps beside them; an operator resets and rebuilds (to
 another shape and back); callers try ambiguous extras, which must change nothing.
 
+A hostile caller gives back, through the public ``RingService.give_back`` with the
+right epoch and version, values that are not the latest draws' (random ones, the right
+ones shifted or reordered): each is refused with nothing changed. One server keeps
+pools for two extras only, so the others are served without drawing ahead.
+
 After every step: no code was handed out twice since the last reset or rebuild (all
 extras and cycles), every status figure is sane, and the stored positions are what
-the sparse design allows: only below their extra's boundary, distinct values, and no
-more than the codes drawn plus the codes given back in the extra's current cycle (a
-give-back writes one row per code; the rows its draw left at the picked positions
-stay, so "no more than the codes issued in the cycle" does not hold after one).
+the sparse design allows: each extra's table is a permutation of its cycle, with at
+most two rows per code drawn in the extra's current cycle.
 
 Each example gets a fresh database (a MemoryStore, a new SQLite file, or a new
 PostgreSQL schema), migrated. Settings (``SETTINGS``), chosen so that the whole file
@@ -47,6 +50,7 @@ from coder_ring import (
     ALPHABET,
     ExtraConflict,
     Fenced,
+    InvalidInput,
     MemoryStore,
     NotHolding,
     RingConfig,
@@ -54,6 +58,7 @@ from coder_ring import (
     SqlStore,
 )
 from coder_ring.alphabet import uniquizer
+from coder_ring.operations import GiveBack
 from coder_ring.pool import RingServer
 from coder_ring.profanity import is_profane
 from coder_ring.store import Drawn, Store
@@ -114,12 +119,13 @@ class RecordingService(RingService):
         self.ledger.drew(drawn)
         return drawn
 
-    def give_back_checked(
-        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
-    ) -> bool:
-        returned = super().give_back_checked(ring, extra, values, epoch=epoch, version=version)
-        if returned:
-            self.ledger.cycles[extra].given_back += len(values)
+    def give_back_all(
+        self, ring: RingConfig, returns: Sequence[GiveBack], *, epoch: int
+    ) -> list[bool]:
+        returned = super().give_back_all(ring, returns, epoch=epoch)
+        for back, done in zip(returns, returned, strict=True):
+            if done:
+                self.ledger.cycles[back.extra].given_back += len(back.values)
         return returned
 
 
@@ -155,7 +161,10 @@ class RingMachine(RuleBasedStateMachine):
         self.services = [self._service(new_store()) for _ in range(3)]
         self.services[0].migrate()
         self.direct = self.services[0]
-        self.servers = [RingServer(service, NAME) for service in self.services[1:]]
+        self.servers = [
+            RingServer(service, NAME, max_pools=pools)
+            for service, pools in zip(self.services[1:], (len(EXTRAS), 2), strict=True)
+        ]
         self.seen: set[str] = set()
         self.holder = 0
 
@@ -296,6 +305,41 @@ class RingMachine(RuleBasedStateMachine):
         else:
             raise AssertionError(f"extra {extra!r} was accepted")
 
+    @rule(extra=EXTRA, kind=st.sampled_from(("random", "shifted", "reordered")), data=st.data())
+    def hostile_give_back(self, extra: str, kind: str, data: st.DataObject) -> None:
+        """Values that are not the latest draws' go back with the right epoch and version:
+        refused, nothing changed (0.2.0 took them, and issued them twice)."""
+        state = {e.extra: e for e in self.direct.store.extra_records(NAME)}.get(extra)
+        record = self.direct.store.ring_record(NAME)
+        if state is None or record is None:
+            return
+        count = data.draw(st.integers(1, 4))
+        table = stored_rows(self.direct.store).get(extra, {})
+        top = min(state.boundary + count + 1, state.recorded_top)
+        latest = [table.get(position, position) for position in range(state.boundary, top)]
+        if kind == "random":
+            values = data.draw(
+                st.lists(
+                    st.integers(0, record.total_codes - 1), min_size=1, max_size=count, unique=True
+                )
+            )
+        elif kind == "shifted":
+            values = latest[1 : count + 1]
+        else:
+            values = data.draw(st.permutations(latest[:count]))
+        if not values or values == latest[: len(values)]:
+            return  # exactly the latest draws: a real give-back, not a hostile one
+        before = self.snapshot()
+        try:
+            returned = self.direct.give_back(
+                NAME, extra, values, epoch=record.epoch, version=state.version
+            )
+        except InvalidInput as error:
+            assert repr(extra) in str(error)
+            returned = False
+        assert not returned
+        assert self.snapshot() == before
+
     def snapshot(self) -> tuple[object, ...]:
         return (
             self.direct.status(NAME).as_dict(),
@@ -324,13 +368,13 @@ class RingMachine(RuleBasedStateMachine):
             assert extra.uniquizer == uniquizer(extra.cycle)
             assert 0.0 <= extra.percent_used <= 100.0
             table = rows.get(extra.extra, {})
-            assert all(position < extra.remaining_in_cycle for position in table)
-            assert len(set(table.values())) == len(table)
-            assert all(0 <= value < total and value != key for key, value in table.items())
-            # At most one row per code drawn, and one per code given back, in this cycle.
+            assert all(value != key for key, value in table.items())
+            whole = [table.get(position, position) for position in range(total)]
+            assert sorted(whole) == list(range(total)), "not a permutation of the cycle"
+            # At most two rows per code drawn in this cycle (a give-back writes none).
             cycle = self.ledger.cycles.get(extra.extra)
             if cycle is not None and cycle.cycle == extra.cycle:
-                assert len(table) <= cycle.drawn + cycle.given_back
+                assert len(table) <= 2 * cycle.drawn
                 assert total - extra.remaining_in_cycle == cycle.drawn - cycle.given_back
         for server in self.servers:
             assert 0 <= server.pooled <= server.pool_size * len(EXTRAS)
