@@ -27,12 +27,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError, Fenced, NotHolding, StoreUnavailable
+from coder_ring.extra_pool import ExtraPool
 from coder_ring.operations import GiveBack
 from coder_ring.service import RingService
 from coder_ring.store import Drawn, RingRecord
@@ -46,53 +45,6 @@ MAX_POOLED_EXTRAS = 64
 POOL_IDLE_SECONDS = 60.0
 #: Seconds a caller waits for a top-up in flight before drawing around it.
 SETTLE_TIMEOUT = 30.0
-
-
-@dataclass
-class _Pooled:
-    code: str
-    value: int
-    position: int
-    cycle: int
-
-
-@dataclass
-class _ExtraPool:
-    """Codes of one extra drawn ahead, and the extra's state after this server's latest
-    write to it (``version`` -1: none yet)."""
-
-    extra: str
-    codes: deque[_Pooled] = field(default_factory=deque)
-    version: int = -1
-    boundary: int = 0
-    cycle: int = 0
-    refill: Future[None] | None = None
-    #: monotonic() time of the last request served from this pool.
-    used: float = field(default_factory=time.monotonic)
-
-    def land(self, drawn: Drawn) -> None:
-        """Record the state after a draw of this server (the latest write wins)."""
-        if drawn.extra.version > self.version:
-            self.version = drawn.extra.version
-            self.boundary = drawn.extra.boundary
-            self.cycle = drawn.extra.cycle
-
-    def returnable(self) -> list[int]:
-        """Values to give back: the pooled codes whose positions run up from the boundary
-        without a gap (lowest position first)."""
-        by_position = {
-            entry.position: entry.value for entry in self.codes if entry.cycle == self.cycle
-        }
-        values = []
-        position = self.boundary
-        while position in by_position:
-            values.append(by_position[position])
-            position += 1
-        return values
-
-    def in_flight(self) -> bool:
-        """Whether a top-up of this pool is still running."""
-        return self.refill is not None and not self.refill.done()
 
 
 class RingServer:
@@ -114,7 +66,7 @@ class RingServer:
         self._mutex = threading.Lock()
         self._executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
-        self._pools: dict[str, _ExtraPool] = {}
+        self._pools: dict[str, ExtraPool] = {}
         # The ring's row as of this server's claim (None: not holding).
         self._record: RingRecord | None = None
         # Set while the server lets go: no top-up starts, so every pool can settle.
@@ -153,7 +105,7 @@ class RingServer:
             self.config = self.service.ring(self.name)
             self._record = self.service.claim(self.name)
             if self.pool_size:
-                pool = self._pools[""] = _ExtraPool("")
+                pool = self._pools[""] = ExtraPool("")
                 with contextlib.suppress(StoreUnavailable):  # the next request retries
                     self._top_up(pool)
             return self._record
@@ -193,7 +145,7 @@ class RingServer:
             # extra leaves none behind), and only while there is room for one: beyond
             # that, the extra gets exactly what it asks for, nothing drawn ahead.
             keep = pool is not None or len(self._pools) < self.max_pools
-            pool = pool or _ExtraPool(extra)
+            pool = pool or ExtraPool(extra)
             if bump:
                 # A new cycle: the pooled codes belong to the old one, whose unissued rest
                 # the bump abandons anyway; they are dropped, never handed out.
@@ -260,7 +212,7 @@ class RingServer:
                     del self._pools[pool.extra]
                 self._give_back(record, idle)
             if "" not in self._pools:
-                self._pools[""] = _ExtraPool("")
+                self._pools[""] = ExtraPool("")
             return sum(self._top_up(pool, record) for pool in list(self._pools.values()))
 
     def reset(self) -> RingRecord:
@@ -319,7 +271,7 @@ class RingServer:
             self._own_executor = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
         return self._own_executor
 
-    def _settle(self, pool: _ExtraPool) -> None:
+    def _settle(self, pool: ExtraPool) -> None:
         pending = pool.refill
         if pending is not None:
             with contextlib.suppress(Exception):
@@ -328,7 +280,7 @@ class RingServer:
     def _draw(
         self,
         record: RingRecord,
-        pool: _ExtraPool,
+        pool: ExtraPool,
         count: int,
         *,
         bump: bool = False,
@@ -350,7 +302,7 @@ class RingServer:
         pool.land(drawn)
         return drawn
 
-    def _top_up(self, pool: _ExtraPool, record: RingRecord | None = None) -> int:
+    def _top_up(self, pool: ExtraPool, record: RingRecord | None = None) -> int:
         """Fill ``pool`` to ``pool_size`` within its cycle (mutex held); codes drawn."""
         record = record or self._holding()
         missing = self.pool_size - len(pool.codes)
@@ -359,10 +311,10 @@ class RingServer:
             # not be given back), so the next cycle starts once the pool is empty.
             return 0
         drawn = self._draw(record, pool, missing, within_cycle=True)
-        self._add(pool, drawn)
+        pool.add(drawn)
         return len(drawn.codes)
 
-    def _refill_in_background(self, pool: _ExtraPool) -> None:
+    def _refill_in_background(self, pool: ExtraPool) -> None:
         with self._mutex:
             record = self._record
             missing = self.pool_size - len(pool.codes)
@@ -393,18 +345,9 @@ class RingServer:
                 )
                 return
             pool.land(drawn)
-            self._add(pool, drawn)
+            pool.add(drawn)
 
-    @staticmethod
-    def _add(pool: _ExtraPool, drawn: Drawn) -> None:
-        pool.codes.extend(
-            _Pooled(code, value, position, cycle)
-            for code, value, position, cycle in zip(
-                drawn.codes, drawn.values, drawn.positions, drawn.cycles, strict=True
-            )
-        )
-
-    def _give_back(self, record: RingRecord, pools: list[_ExtraPool]) -> int:
+    def _give_back(self, record: RingRecord, pools: list[ExtraPool]) -> int:
         """Give the codes of ``pools`` back in one transaction; codes given back."""
         returns = [
             GiveBack(pool.extra, values, pool.version)

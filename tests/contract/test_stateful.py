@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,27 +42,27 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
 
 from coder_ring import (
     ALPHABET,
     ExtraConflict,
     Fenced,
     InvalidInput,
-    MemoryStore,
     NotHolding,
     RingConfig,
-    RingService,
-    SqlStore,
 )
 from coder_ring.alphabet import uniquizer
-from coder_ring.operations import GiveBack
 from coder_ring.pool import RingServer
 from coder_ring.profanity import is_profane
-from coder_ring.store import Drawn, Store
-from tests.harness.shared import pg_schema_url
+from coder_ring.store import Store
+from tests.contract.stateful_support import (
+    NAME,
+    Ledger,
+    RecordingService,
+    fresh_databases,
+    stored_rows,
+)
 
-NAME = "ring"
 SHAPES = (
     RingConfig(NAME, base_length=1, pool_size=6),
     RingConfig(NAME, base_length=2, profanity_filter=True, pool_size=4),
@@ -74,78 +72,6 @@ EXTRA = st.sampled_from(("", "", "", *EXTRAS[1:]))  # "" half of the time
 #: Extras refused once the extra they extend by alphabet characters was used ("" always is).
 REFUSED = {"X": "", "26": "", "AB": "", "hiX": "hi", "x-W": "x-", "26-X2": "26-"}
 SETTINGS = {"memory": (120, 50), "sqlite": (16, 40), "postgresql": (20, 40)}
-
-
-@dataclass
-class Cycle:
-    """What the engine did in one extra's current cycle, as recorded by the services."""
-
-    cycle: int
-    drawn: int = 0
-    given_back: int = 0
-
-
-class Ledger:
-    """Every draw and give-back any service made, per extra (cleared on reset/rebuild)."""
-
-    def __init__(self) -> None:
-        self.cycles: dict[str, Cycle] = {}
-
-    def drew(self, drawn: Drawn) -> None:
-        current = self.cycles.get(drawn.extra.extra)
-        if current is None or current.cycle != drawn.extra.cycle:
-            current = self.cycles[drawn.extra.extra] = Cycle(drawn.extra.cycle)
-        current.drawn += sum(cycle == current.cycle for cycle in drawn.cycles)
-
-
-class RecordingService(RingService):
-    """A real RingService that tells the ledger what it committed."""
-
-    ledger: Ledger
-
-    def draw_checked(
-        self,
-        ring: RingConfig,
-        count: int,
-        *,
-        extra: str = "",
-        bump: bool = False,
-        epoch: int | None = None,
-        within_cycle: bool = False,
-    ) -> Drawn:
-        drawn = super().draw_checked(
-            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
-        )
-        self.ledger.drew(drawn)
-        return drawn
-
-    def give_back_all(
-        self, ring: RingConfig, returns: Sequence[GiveBack], *, epoch: int
-    ) -> list[bool]:
-        returned = super().give_back_all(ring, returns, epoch=epoch)
-        for back, done in zip(returns, returned, strict=True):
-            if done:
-                self.ledger.cycles[back.extra].given_back += len(back.values)
-        return returned
-
-
-def stored_rows(store: Store) -> dict[str, dict[int, int]]:
-    """extra -> {position: value} as stored, read straight from the store."""
-    if isinstance(store, MemoryStore):
-        ring = store._rings.get(NAME)  # the memory store has no query language
-        return {} if ring is None else {extra: dict(rows) for extra, rows in ring.positions.items()}
-    assert isinstance(store, SqlStore)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT e.extra, p.position, p.value FROM coder_ring_positions p "
-                "JOIN coder_ring_extras e ON e.id = p.extra_id"
-            )
-        ).all()
-    table: dict[str, dict[int, int]] = {}
-    for extra, position, value in rows:
-        table.setdefault(extra, {})[position] = value
-    return table
 
 
 class RingMachine(RuleBasedStateMachine):
@@ -381,32 +307,6 @@ class RingMachine(RuleBasedStateMachine):
             assert all(
                 0 <= count <= server.pool_size for count in server.pooled_by_extra().values()
             )
-
-
-def fresh_databases(
-    backend: str, tmp: Path, pg_admin: Engine | None
-) -> Callable[[], tuple[Callable[[], Store], Callable[[], None]]]:
-    """For each example: a way to open stores on a new database, and a way to drop it."""
-
-    def open_store() -> tuple[Callable[[], Store], Callable[[], None]]:
-        if backend == "memory":
-            shared = MemoryStore()
-            return (lambda: shared), (lambda: None)
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
-            return (lambda: SqlStore(url)), (lambda: None)
-        assert pg_admin is not None
-        schema = f"cr_{uuid.uuid4().hex[:12]}"
-        with pg_admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-
-        def drop() -> None:
-            with pg_admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-
-        return (lambda: SqlStore(pg_schema_url(schema))), drop
-
-    return open_store
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
