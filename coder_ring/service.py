@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from coder_ring import operations
 from coder_ring.config import RingConfig
 from coder_ring.errors import InvalidInput, UnknownRing
+from coder_ring.operations import GiveBack
 from coder_ring.profanity import space_of
 from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
@@ -142,22 +143,27 @@ class RingService:
     def give_back(
         self, name: str, extra: str, values: Sequence[int], *, epoch: int, version: int
     ) -> bool:
-        """Return drawn-ahead codes (their ``values``, last drawn first) just above the
-        boundary of ``extra`` if nothing wrote to it since ``version``.
+        """Return drawn-ahead codes not handed out (their ``values``, last drawn first)
+        just above the boundary of ``extra``, if the ring is still at ``epoch`` and
+        nothing wrote to ``extra`` since ``version``; False, changing nothing, otherwise.
 
-        Checked first (:class:`InvalidInput`): ``values`` must be at most 10,000 distinct
-        code values of the ring, ``epoch`` and ``version`` ints."""
+        A pool's call: ``values`` must be the latest draws' values, exactly as
+        :class:`~coder_ring.store.Drawn` gave them, else :class:`InvalidInput` (nothing
+        changed). Codes handed out must never be given back: they would be issued
+        again. Checked first: at most 10,000 distinct code values of the ring, ``epoch``
+        and ``version`` ints."""
         ring = self.ring(name)
         check_extra(extra)
         _check_give_back(ring, values, epoch, version)
-        return self.give_back_checked(ring, extra, values, epoch=epoch, version=version)
+        return self.give_back_all(ring, [GiveBack(extra, values, version)], epoch=epoch)[0]
 
-    def give_back_checked(
-        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
-    ) -> bool:
-        """:meth:`give_back` for values its caller drew itself with ``ring``'s config (a
-        pool server), even once the rings file no longer lists the ring or changed it."""
-        return operations.give_back(self.store, ring, extra, values, epoch=epoch, version=version)
+    def give_back_all(
+        self, ring: RingConfig, returns: Sequence[GiveBack], *, epoch: int
+    ) -> list[bool]:
+        """:meth:`give_back` of several extras in one transaction, for values its caller
+        drew itself with ``ring``'s config (a pool server), even once the rings file no
+        longer lists the ring or changed it; which went back."""
+        return operations.give_back(self.store, ring, returns, epoch=epoch)
 
     def reset(self, name: str, *, epoch: int | None = None) -> RingRecord:
         """Start every extra of ring ``name`` over. May repeat earlier codes."""

@@ -15,7 +15,8 @@ such transaction, so each commits all of its effect or none of it:
   epoch can commit.
 * Every committed write gives the ring a new ``version`` (a counter that only grows)
   and stamps it on the extra it wrote. A give-back compares the extra's version with
-  the one its caller last saw: it succeeds only if nothing wrote to that extra since.
+  the one its caller last saw: it succeeds only if nothing wrote to that extra since,
+  and only with the very values the latest draws recorded at those positions.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ class ExtraRecord:
     """One (ring, extra)'s stored cycle state.
 
     ``version`` is the ring's version at this extra's last write; ``issued`` counts the
-    codes ever issued with this extra (codes given back are not counted).
+    codes ever issued with this extra (codes given back are not counted). Positions
+    from ``boundary`` up to ``recorded_top`` record the value each issued in this cycle
+    (a give-back is checked against them): the whole cycle, except one that an upgrade
+    from 0.2.0 found under way, which had recorded nothing above its boundary.
     """
 
     extra: str
@@ -53,6 +57,7 @@ class ExtraRecord:
     cycle: int
     version: int
     issued: int
+    recorded_top: int
 
     @property
     def uniquizer(self) -> str:

@@ -46,6 +46,8 @@ log = logging.getLogger("coder_ring.worker")
 
 #: Rings on their way between members at once, at most (a join converges in a few batches).
 MAX_MOVES_PER_ROUND = 10
+#: Rings let go at once when the worker stops (each one transaction and two Redis calls).
+LET_GO_THREADS = 4
 
 
 class WorkerRuntime:
@@ -88,7 +90,9 @@ class WorkerRuntime:
         self.health = DatabaseHealth(
             self.service.migrate, ttl, redact_url(settings.engine.database_url)
         )
+        #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._rings_file = RingsFile(settings.engine.config_path)
@@ -125,11 +129,13 @@ class WorkerRuntime:
 
     def stop(self, give_back: bool = True) -> None:
         """Leave: deregister, then for every ring stop serving, give the pool back and
-        release the lock (in that order: a standby claims only once the codes are home)."""
-        self._stopping.set()
+        release the lock (in that order: a standby claims only once the codes are home).
+
+        The lease thread keeps renewing the locks still held until then, so no lock
+        expires under a give-back however many pools there are; the rings are let go
+        by a few threads at once (one transaction per ring)."""
+        self._stopping.set()  # the lease thread only renews from now on
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.settings.lock_ttl)
         self._listener.stop()
         with contextlib.suppress(redis.RedisError):
             self.membership.leave(self.member_id)
@@ -139,8 +145,12 @@ class WorkerRuntime:
             seat.closed = True
         self.on_change()
         self._transitions.shutdown(wait=True)
-        for seat in seats:
-            self._let_go(seat, give_back)
+        with ThreadPoolExecutor(LET_GO_THREADS, thread_name_prefix="ring-let-go") as letting:
+            list(letting.map(lambda seat: self._let_go(seat, give_back), seats))
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.lock_ttl)
         self.refills.shutdown(wait=True)
         self.redis.close()
         self.metrics.close()
@@ -178,13 +188,29 @@ class WorkerRuntime:
 
     def _run(self) -> None:
         period = self.settings.lock_ttl / 3
-        while not self._stopping.is_set():
+        while not self._stopped.is_set():
             try:
-                self._round()
+                if self._stopping.is_set():
+                    self._renew_held()
+                else:
+                    self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
             self._wake.wait(period)
             self._wake.clear()
+
+    def _renew_held(self) -> None:
+        """While stopping: keep the locks of the rings not let go yet (their pools are on
+        their way back), and nothing else."""
+        for seat in list(self.seats.values()):
+            with seat.transition:
+                if not seat.held():
+                    continue
+                try:
+                    until = seat.lease.renew()
+                except redis.RedisError:
+                    until = None
+                seat.valid_until = until or 0.0
 
     def _round(self) -> None:
         self._reload_if_changed()

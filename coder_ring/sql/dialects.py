@@ -21,12 +21,16 @@ SQLITE_MAX_PARAMS = 30_000
 #: The ring's row and one extra's, in the order both dialects' lock queries return them.
 _LOCK_COLUMNS = (
     "r.id, r.name, r.base_length, r.profanity_filter, r.total_codes, r.epoch, r.version, "
-    "e.id AS extra_id, e.boundary, e.cycle, e.version AS extra_version, e.issued"
+    "e.id AS extra_id, e.boundary, e.cycle, e.version AS extra_version, e.issued, "
+    "e.recorded_top"
 )
 _EXTRA_ROW = (
-    "SELECT id AS extra_id, boundary, cycle, version AS extra_version, issued "
+    "SELECT id AS extra_id, boundary, cycle, version AS extra_version, issued, recorded_top "
     "FROM coder_ring_extras WHERE ring_id = %(ring_id)s AND extra = %(extra)s"
 )
+
+
+_EXTRA_COLUMNS = ("extra_id", "boundary", "cycle", "extra_version", "issued", "recorded_top")
 
 
 class DialectOps(Protocol):
@@ -88,11 +92,7 @@ class PostgresOps:
         fresh = conn.exec_driver_sql(_EXTRA_ROW, {"ring_id": row.id, "extra": extra})
         state = fresh.one_or_none()
         values = dict(row._mapping)
-        values.update(
-            dict(state._mapping)
-            if state is not None
-            else dict.fromkeys(("extra_id", "boundary", "cycle", "extra_version", "issued"))
-        )
+        values.update(dict(state._mapping) if state is not None else dict.fromkeys(_EXTRA_COLUMNS))
         return _as_row(values)
 
     # Every statement finds its positions one primary-key lookup each (a scalar subquery
@@ -128,7 +128,8 @@ class PostgresOps:
         " AND p.extra_id = :extra_id AND p.position = u.position"
         "), ext AS ("
         " UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle,"
-        " version = :extra_version, issued = :issued, updated_at = now()"
+        " version = :extra_version, issued = :issued, recorded_top = :recorded_top,"
+        " updated_at = now()"
         " WHERE id = :extra_id"
         ") " + _ring
     )
@@ -193,7 +194,8 @@ class SqliteOps:
 
     _extra = text(
         "UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle, "
-        "version = :extra_version, issued = :issued, updated_at = CURRENT_TIMESTAMP "
+        "version = :extra_version, issued = :issued, recorded_top = :recorded_top, "
+        "updated_at = CURRENT_TIMESTAMP "
         "WHERE id = :extra_id"
     )
     _ring = text(
@@ -283,4 +285,5 @@ def _extra_params(extra_id: int, state: ExtraRecord) -> dict[str, object]:
         "cycle": state.cycle,
         "extra_version": state.version,
         "issued": state.issued,
+        "recorded_top": state.recorded_top,
     }

@@ -272,14 +272,21 @@ class _LockedSqlRing:
                 if row.extra_id is None
                 else (
                     row.extra_id,
-                    ExtraRecord(extra, row.boundary, row.cycle, row.extra_version, row.issued),
+                    ExtraRecord(
+                        extra,
+                        row.boundary,
+                        row.cycle,
+                        row.extra_version,
+                        row.issued,
+                        row.recorded_top,
+                    ),
                 )
             )
-        self._pending_extra: tuple[ExtraRecord, PositionChanges] | None = None
+        self._pending_extras: dict[str, tuple[ExtraRecord, PositionChanges]] = {}
         self._pending_ring: RingRecord | None = None
-        # Positions known to be stored (read in this transaction): a write updates those
-        # and inserts the others, cheaper than an upsert of each.
-        self._stored: set[int] = set()
+        # extra -> positions known to be stored (read in this transaction): a write
+        # updates those and inserts the others, cheaper than an upsert of each.
+        self._stored: dict[str, set[int]] = {}
 
     def _load(self, extra: str) -> tuple[int, ExtraRecord] | None:
         if extra not in self._extras:
@@ -311,11 +318,11 @@ class _LockedSqlRing:
         if loaded is None or not positions:
             return {}
         found = self._ops.read_positions(self._conn, loaded[0], sorted(positions))
-        self._stored.update(found)
+        self._stored.setdefault(extra, set()).update(found)
         return found
 
     def write_extra(self, state: ExtraRecord, changes: PositionChanges) -> None:
-        self._pending_extra = (state, changes)
+        self._pending_extras[state.extra] = (state, changes)
 
     def write_ring(self, record: RingRecord) -> None:
         self._pending_ring = record
@@ -328,9 +335,8 @@ class _LockedSqlRing:
 
     def flush(self) -> None:
         """Send the buffered writes (called once, just before the commit)."""
-        extra: tuple[int, ExtraRecord, PositionChanges] | None = None
-        if self._pending_extra is not None:
-            state, changes = self._pending_extra
+        writes: list[tuple[int, ExtraRecord, PositionChanges]] = []
+        for state, changes in self._pending_extras.values():
             loaded = self._load(state.extra)
             if loaded is None:
                 extra_id = self._conn.execute(
@@ -340,11 +346,15 @@ class _LockedSqlRing:
                 ).scalar_one()
             else:
                 extra_id = loaded[0]
-            extra = (extra_id, state, changes)
-        if extra is not None or self._pending_ring is not None:
-            stored = frozenset() if extra is None or extra[2].wipe else frozenset(self._stored)
-            ring = self._pending_ring or self.record
-            self._ops.write(self._conn, self._ring_id, ring, extra, stored)
+            writes.append((extra_id, state, changes))
+        if not writes and self._pending_ring is None:
+            return
+        ring = self._pending_ring or self.record
+        if not writes:
+            self._ops.write(self._conn, self._ring_id, ring, None, frozenset())
+        for extra_id, state, changes in writes:
+            stored = frozenset() if changes.wipe else frozenset(self._stored.get(state.extra, ()))
+            self._ops.write(self._conn, self._ring_id, ring, (extra_id, state, changes), stored)
 
 
 def _ring_record(row: Row[Any]) -> RingRecord:
@@ -365,6 +375,7 @@ def _extra_record(row: Row[Any]) -> ExtraRecord:
         cycle=row.cycle,
         version=row.version,
         issued=row.issued,
+        recorded_top=row.recorded_top,
     )
 
 

@@ -139,7 +139,8 @@ def test_each_ring_finishes_its_cycle_without_repeating_a_code(
             assert len(rest) == len(set(rest)) == ring.boundary
             assert set(rest) == every - set(ring.issued_in_cycle)
             assert not [code for code in rest if ring.profanity_filter and is_profane(code)]
-            assert service.store.stored_positions(ring.name) == 0
+            service.draw(ring.name, 1, extra=ring.extra)  # the wrap drops the cycle's rows
+            assert service.store.stored_positions(ring.name) <= 2
         assert len(mid.issued_in_cycle) == 300 and mid.issued_in_cycle[0].startswith("hiX")
         # The used-up ring wraps on its next draw; another extra starts its own cycle.
         assert service.get_code("done", extra="2026-").startswith("2026-X")
