@@ -24,9 +24,10 @@ from sqlalchemy import Connection, create_engine, inspect, text
 from coder_ring import RingConfig, RingService, SqlStore
 from coder_ring.alphabet import encode_base, uniquizer
 from coder_ring.profanity import is_profane
+from coder_ring.sql.engine import parse_database_url
 from coder_ring.sql.migrations.heads import VERSION_TABLE
 from coder_ring.sql.schema import metadata
-from coder_ring.sql.store import MIGRATIONS_DIR, parse_database_url
+from coder_ring.sql.store import MIGRATIONS_DIR
 
 
 @dataclass
