@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The exact releases .venv (so CI) installs: pip, the build backend, the tools and every
+# The exact releases .venv, and so CI, installs: pip, the build backend, the tools and every
 # dependency the suite runs against. pyproject.toml keeps open ranges for users;
 # `make constraints` moves the pins on purpose, `make test-latest` tries what they miss.
 CONSTRAINTS := constraints.txt
