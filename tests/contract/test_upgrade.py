@@ -25,9 +25,9 @@ from coder_ring import ALPHABET, ExtraConflict, RingService, SqlStore
 from coder_ring.alphabet import encode_base, uniquizer
 from coder_ring.pool import RingServer
 from coder_ring.profanity import is_profane
+from coder_ring.sql.engine import parse_database_url
 from coder_ring.sql.migrations.heads import VERSION_TABLE
 from coder_ring.sql.schema import metadata
-from coder_ring.sql.store import parse_database_url
 from tests.harness.upgrade import OldRing, migrate_to, write_old, write_v020
 
 
