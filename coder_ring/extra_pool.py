@@ -64,6 +64,11 @@ class ExtraPool:
             )
         )
 
+    def continues(self) -> int | None:
+        """The version to draw with (``continues``): this pool's codes and the next draw's
+        can then go back together."""
+        return self.version if self.version >= 0 else None
+
     def in_flight(self) -> bool:
         """Whether a top-up of this pool is still running."""
         return self.refill is not None and not self.refill.done()

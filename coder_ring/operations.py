@@ -75,8 +75,13 @@ def draw(
     bump: bool = False,
     epoch: int | None = None,
     within_cycle: bool = False,
+    continues: int | None = None,
 ) -> Drawn:
-    """Issue ``count`` codes of ``ring`` with ``extra`` (fewer only with ``within_cycle``)."""
+    """Issue ``count`` codes of ``ring`` with ``extra`` (fewer only with ``within_cycle``).
+
+    ``continues``: the extra's version the caller's previous draw left; if nothing wrote
+    to the extra since, this draw's codes and that one's can go back together, else only
+    this draw's can (no caller can give back codes another one was handed)."""
     with store.locked(ring.name, create=new_record(ring), extra=extra) as locked:
         assert locked is not None
         record = locked.record
@@ -105,8 +110,9 @@ def draw(
             outcome.state.cycle,
             after_ring.version,
             before.issued + len(outcome.issued),
-            # A new cycle records every position it issues from.
-            before.recorded_top if outcome.state.cycle == before.cycle else record.total_codes,
+            before.returnable_top
+            if continues == before.version and outcome.state.cycle == before.cycle
+            else plan.segments[-1].start,
         )
         locked.write_extra(after, PositionChanges(outcome.wipe, outcome.upserts, outcome.deletes))
         locked.write_ring(after_ring)
@@ -161,6 +167,9 @@ def give_back(
     twice.
     """
     done = [False] * len(returns)
+    extras = [back.extra for back in returns]
+    if len(set(extras)) < len(extras):
+        raise InvalidInput(f"invalid give-back: an extra is named twice in {extras!r}")
     if not any(back.values for back in returns):
         return done
     first = next(back.extra for back in returns if back.values)
@@ -180,8 +189,8 @@ def _put_back(locked: LockedRing, ring: RingConfig, back: GiveBack, version: int
     values = back.values
     if not values or state is None or state.version != back.version:
         return False
-    if state.boundary + len(values) > state.recorded_top:
-        return False  # not recorded (a cycle under way at the upgrade from 0.2.0)
+    if state.boundary + len(values) > state.returnable_top:
+        return False  # beyond the caller's own run of draws (or drawn before 0.3.0)
     stored = locked.read_positions(back.extra, give_back_positions(state.boundary, len(values)))
     if not check_give_back(state.boundary, values, stored):
         raise InvalidInput(

@@ -295,6 +295,7 @@ class RingServer:
                 bump=bump,
                 epoch=record.epoch,
                 within_cycle=within_cycle,
+                continues=pool.continues(),
             )
         except Fenced:
             self._drop(record)
@@ -318,6 +319,7 @@ class RingServer:
         with self._mutex:
             record = self._record
             missing = self.pool_size - len(pool.codes)
+            continues = pool.continues()
             if (
                 record is None
                 or self._pools.get(pool.extra) is not pool
@@ -327,7 +329,12 @@ class RingServer:
                 return
         try:
             drawn = self.service.draw_checked(
-                self.config, missing, extra=pool.extra, epoch=record.epoch, within_cycle=True
+                self.config,
+                missing,
+                extra=pool.extra,
+                epoch=record.epoch,
+                within_cycle=True,
+                continues=continues,
             )
         except CoderRingError as error:
             log.warning("ring %s: pool top-up failed: %s", self.name, error)

@@ -47,9 +47,9 @@ class ExtraRecord:
 
     ``version`` is the ring's version at this extra's last write; ``issued`` counts the
     codes ever issued with this extra (codes given back are not counted). Positions
-    from ``boundary`` up to ``recorded_top`` record the value each issued in this cycle
-    (a give-back is checked against them): the whole cycle, except one that an upgrade
-    from 0.2.0 found under way, which had recorded nothing above its boundary.
+    from ``boundary`` up hold the values issued in this cycle; those up to
+    ``returnable_top`` were issued by the latest run of draws, each made by the caller of
+    the previous one (it knew the version that draw left): only they can go back.
     """
 
     extra: str
@@ -57,7 +57,7 @@ class ExtraRecord:
     cycle: int
     version: int
     issued: int
-    recorded_top: int
+    returnable_top: int
 
     @property
     def uniquizer(self) -> str:

@@ -94,6 +94,8 @@ class WorkerRuntime:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._wake = threading.Event()
+        #: Held through each lease round: a stop waits for the one under way.
+        self._in_round = threading.Lock()
         self._thread: threading.Thread | None = None
         self._rings_file = RingsFile(settings.engine.config_path)
         self._rings_file.mark()
@@ -136,6 +138,8 @@ class WorkerRuntime:
         by a few threads at once (one transaction per ring)."""
         self._stopping.set()  # the lease thread only renews from now on
         self._wake.set()
+        with self._in_round:
+            pass  # a round under way ends first: it must not heartbeat after the leave
         self._listener.stop()
         with contextlib.suppress(redis.RedisError):
             self.membership.leave(self.member_id)
@@ -190,10 +194,11 @@ class WorkerRuntime:
         period = self.settings.lock_ttl / 3
         while not self._stopped.is_set():
             try:
-                if self._stopping.is_set():
-                    self._renew_held()
-                else:
-                    self._round()
+                with self._in_round:
+                    if self._stopping.is_set():
+                        self._renew_held()
+                    else:
+                        self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
             self._wake.wait(period)
@@ -280,6 +285,10 @@ class WorkerRuntime:
                 log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
             until = None
         if self._stopping.is_set():
+            if until is not None and not held:
+                # Won just as the worker stops: let it go at once (nothing to give back).
+                with contextlib.suppress(redis.RedisError):
+                    seat.lease.release()
             return
         if lapsed:
             # The lease lapsed before this renewal (the process was paused, or this thread

@@ -167,7 +167,7 @@ class _LockedSqlRing:
                         row.cycle,
                         row.extra_version,
                         row.issued,
-                        row.recorded_top,
+                        row.returnable_top,
                     ),
                 )
             )
@@ -264,7 +264,7 @@ def _extra_record(row: Row[Any]) -> ExtraRecord:
         cycle=row.cycle,
         version=row.version,
         issued=row.issued,
-        recorded_top=row.recorded_top,
+        returnable_top=row.returnable_top,
     )
 
 

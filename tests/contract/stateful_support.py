@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -45,19 +46,8 @@ class RecordingService(RingService):
 
     ledger: Ledger
 
-    def draw_checked(
-        self,
-        ring: RingConfig,
-        count: int,
-        *,
-        extra: str = "",
-        bump: bool = False,
-        epoch: int | None = None,
-        within_cycle: bool = False,
-    ) -> Drawn:
-        drawn = super().draw_checked(
-            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
-        )
+    def draw_checked(self, ring: RingConfig, count: int, **options: Any) -> Drawn:
+        drawn = super().draw_checked(ring, count, **options)
         self.ledger.drew(drawn)
         return drawn
 
@@ -80,7 +70,7 @@ def stored_rows(store: Store) -> dict[str, dict[int, int]]:
     with store.engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT e.extra, p.position, p.value FROM coder_ring_positions p "
+                "SELECT e.extra, p.position, p.value FROM coder_ring_cycle_positions p "
                 "JOIN coder_ring_extras e ON e.id = p.extra_id"
             )
         ).all()

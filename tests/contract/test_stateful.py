@@ -231,7 +231,11 @@ class RingMachine(RuleBasedStateMachine):
         else:
             raise AssertionError(f"extra {extra!r} was accepted")
 
-    @rule(extra=EXTRA, kind=st.sampled_from(("random", "shifted", "reordered")), data=st.data())
+    @rule(
+        extra=EXTRA,
+        kind=st.sampled_from(("random", "shifted", "reordered", "past_run")),
+        data=st.data(),
+    )
     def hostile_give_back(self, extra: str, kind: str, data: st.DataObject) -> None:
         """Values that are not the latest draws' go back with the right epoch and version:
         refused, nothing changed (0.2.0 took them, and issued them twice)."""
@@ -241,7 +245,7 @@ class RingMachine(RuleBasedStateMachine):
             return
         count = data.draw(st.integers(1, 4))
         table = stored_rows(self.direct.store).get(extra, {})
-        top = min(state.boundary + count + 1, state.recorded_top)
+        top = min(state.boundary + count + 1, state.returnable_top)
         latest = [table.get(position, position) for position in range(state.boundary, top)]
         if kind == "random":
             values = data.draw(
@@ -249,11 +253,17 @@ class RingMachine(RuleBasedStateMachine):
                     st.integers(0, record.total_codes - 1), min_size=1, max_size=count, unique=True
                 )
             )
+        elif kind == "past_run":
+            # The latest run and the codes issued before it (handed out to others).
+            beyond = min(state.returnable_top + count, record.total_codes)
+            values = [table.get(p, p) for p in range(state.boundary, beyond)]
+            if beyond <= state.returnable_top:
+                return
         elif kind == "shifted":
             values = latest[1 : count + 1]
         else:
             values = data.draw(st.permutations(latest[:count]))
-        if not values or values == latest[: len(values)]:
+        if not values or (kind != "past_run" and values == latest[: len(values)]):
             return  # exactly the latest draws: a real give-back, not a hostile one
         before = self.snapshot()
         try:

@@ -90,7 +90,8 @@ def test_the_dense_table_is_gone_and_each_ring_keeps_its_state(
     url, rings = upgraded
     names = table_names(url)
     assert not [name for name in names if name.startswith("coder_ring_codes")]
-    assert {"coder_ring_rings", "coder_ring_extras", "coder_ring_positions"} <= names
+    assert {"coder_ring_rings", "coder_ring_extras", "coder_ring_cycle_positions"} <= names
+    assert "coder_ring_positions" not in names  # renamed: a 0.2.0 process cannot draw
     service = RingService(SqlStore(url), {ring.name: ring.config for ring in rings})
     try:
         for ring in rings:
