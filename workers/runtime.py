@@ -3,8 +3,9 @@
 The lease thread runs every TTL/3 (sooner on a notice), independently of Celery's
 event loop and of any task in flight. Each round it:
 
-1. reloads the rings file if it changed (rings added are served, rings removed are
-   handed off, changed ones are claimed again with their new settings);
+1. reloads the rings file if it changed, and makes the seats match the rings
+   (:mod:`workers.reload`: rings added are served, rings removed are handed off, changed
+   ones are claimed again with their new settings);
 2. checks the database's health (:mod:`workers.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
    (:mod:`workers.coordinator`), and reads the assignment;
@@ -23,12 +24,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
 from coder_ring.config import RingsFile
-from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
+from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.pool import RingServer
 from coder_ring.service import RingService
 from coder_ring.urls import redact_url
@@ -38,6 +39,7 @@ from workers.health import LOST, DatabaseHealth
 from workers.lease import Lease, as_text, new_member_id
 from workers.membership import MemberInfo, Membership, live_members
 from workers.names import lock_key
+from workers.reload import RingsReload
 from workers.seat import RingSeat
 from workers.settings import WorkerSettings
 from workers.worker_metrics import WorkerMetrics
@@ -63,6 +65,9 @@ class WorkerRuntime:
         self.settings = settings
         self.namespace = settings.namespace
         self.node = node
+        rings_file = RingsFile(settings.engine.config_path)
+        # Taken before the service reads the file: an edit made meanwhile is reloaded.
+        seen = rings_file.stamp()
         self.service = service or RingService.from_settings(settings.engine)
         #: Rings named on the command line (empty: every configured ring).
         self.restriction = frozenset(rings)
@@ -97,8 +102,6 @@ class WorkerRuntime:
         #: Held through each lease round: a stop waits for the one under way.
         self._in_round = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._rings_file = RingsFile(settings.engine.config_path)
-        self._rings_file.mark()
         # Pool top-ups of every ring; activations, handoffs and give-backs (one at a time,
         # so the lease thread never waits on a slow task or database).
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
@@ -108,7 +111,8 @@ class WorkerRuntime:
             self.namespace,
             self._on_notice,
         )
-        self._sync_seats()
+        self.reload = RingsReload(self, rings_file, seen)
+        self.reload.sync()
         #: Ring metrics (workers.worker_metrics), served on CODER_RING_METRICS_PORT if set.
         self.metrics = WorkerMetrics(self)
 
@@ -208,17 +212,14 @@ class WorkerRuntime:
         """While stopping: keep the locks of the rings not let go yet (their pools are on
         their way back), and nothing else."""
         for seat in list(self.seats.values()):
-            with seat.transition:
-                if not seat.held():
-                    continue
-                try:
-                    until = seat.lease.renew()
-                except redis.RedisError:
-                    until = None
-                seat.valid_until = until or 0.0
+            seat.keep()
 
     def _round(self) -> None:
-        self._reload_if_changed()
+        if not self._stopping.is_set():  # stop() closes every seat: none may open again
+            try:
+                self.reload.round()
+            except Exception:  # retried next round; renewals must go on meanwhile
+                log.exception("rings file reload failed")
         self._check_health()
         assignment: dict[str, str] | None = None
         live: set[str] = set()
@@ -276,7 +277,7 @@ class WorkerRuntime:
                 until = seat.lease.renew()
                 if until is not None:
                     seat.valid_until = until
-                    self._hand_off(seat, f"assigned to {target}" if target else "released")
+                    self.hand_off(seat, f"assigned to {target}" if target else "released")
                     return
             else:
                 until = None
@@ -306,16 +307,32 @@ class WorkerRuntime:
             self._transitions.submit(seat.server.deactivate, True)
             self.on_change()
 
-    def _hand_off(self, seat: RingSeat, why: str) -> None:
+    def new_seat(self, ring: str) -> RingSeat:
+        """A seat for ``ring`` (configured), not held."""
+        lease = Lease(self.redis, self.namespace, ring, self.member_id, self.settings.lock_ttl)
+        return RingSeat(ring, lease, RingServer(self.service, ring, executor=self.refills))
+
+    def hand_off(self, seat: RingSeat, why: str) -> None:
+        """Stop serving ``seat`` now; its pool goes back, then its lock (in the background)."""
         seat.handing_off = True
+        try:
+            self._transitions.submit(self._finish_hand_off, seat, why)
+        except BaseException:
+            # Nothing would ever end this handoff, and a seat handing off keeps renewing
+            # its lock: serve on, and let the next round try again.
+            seat.handing_off = False
+            raise
         self.on_change()  # stop consuming the ring's queue now
-        self._transitions.submit(self._finish_hand_off, seat, why)
 
     def _finish_hand_off(self, seat: RingSeat, why: str) -> None:
-        returned = self._let_go(seat, give_back=True)
-        log.info("ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned)
-        if seat.closed:
-            self.seats.pop(seat.ring, None)
+        try:
+            returned = self._let_go(seat, give_back=True)
+            log.info(
+                "ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned
+            )
+        except Exception:  # an executor would keep it to itself
+            log.exception("ring %s: handoff failed", seat.ring)
+        self.reload.handed_off(seat)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -344,7 +361,7 @@ class WorkerRuntime:
         if self.health.check() == LOST:
             for seat in list(self.seats.values()):
                 if seat.held() and not seat.handing_off:
-                    self._hand_off(seat, "database unreachable")
+                    self.hand_off(seat, "database unreachable")
 
     def _check_epochs(self) -> None:
         active = [
@@ -375,52 +392,11 @@ class WorkerRuntime:
             self._transitions.submit(self._activate, seat)
         self._wake.set()
 
-    def _reload_if_changed(self) -> None:
-        if not self._rings_file.changed():
-            return
-        try:
-            rings = self._rings_file.rings()
-        except ConfigError as error:
-            self._rings_file.mark()
-            log.error("rings file not reloaded (%s); serving the rings as before", error)
-            return
-        before = self.service.rings
-        self.service.reload(rings)
-        changed = [name for name in self.seats if name in rings and rings[name] != before[name]]
-        added, removed = self._sync_seats()
-        log.info(
-            "rings file reloaded: %d added, %d removed, %d changed",
-            len(added),
-            len(removed),
-            len(changed),
-        )
-        for name in changed:
-            seat = self.seats[name]
-            if seat.held() and not seat.handing_off:
-                self._transitions.submit(self._reclaim, seat)
+    def reclaim(self, seat: RingSeat) -> Future[None]:
+        """Give ``seat``'s pool back and claim its ring again (its settings changed)."""
+        return self._transitions.submit(self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
         with seat.serving:
             seat.server.deactivate(give_back=True)
         self._activate(seat)
-
-    def _sync_seats(self) -> tuple[list[str], list[str]]:
-        """Seats for the configured rings this worker may serve; returns (added, removed)."""
-        configured = set(self.service.rings)
-        wanted = configured & self.restriction if self.restriction else configured
-        added = sorted(wanted - set(self.seats))
-        removed = sorted(name for name in self.seats if name not in wanted)
-        ttl = self.settings.lock_ttl
-        for name in added:
-            lease = Lease(self.redis, self.namespace, name, self.member_id, ttl)
-            self.seats[name] = RingSeat(
-                name, lease, RingServer(self.service, name, executor=self.refills)
-            )
-        for name in removed:
-            seat = self.seats[name]
-            seat.closed = True
-            if seat.held() and not seat.handing_off:
-                self._hand_off(seat, "removed from the rings file")
-            elif not seat.held():
-                self.seats.pop(name, None)
-        return added, removed
