@@ -134,16 +134,13 @@ class WorkerRuntime:
             self.metrics.start()
 
     def stop(self, give_back: bool = True) -> None:
-        """Leave: deregister, then for every ring stop serving, give the pool back and
-        release the lock (in that order: a standby claims only once the codes are home).
-
-        The lease thread keeps renewing the locks still held until then, so no lock
-        expires under a give-back however many pools there are; the rings are let go
-        by a few threads at once (one transaction per ring)."""
+        """Leave: deregister, then for every ring stop serving, give the pools back and
+        release the lock (so a standby claims only once the codes are home). The lease
+        thread renews the locks still held meanwhile, however many pools go back."""
         self._stopping.set()  # the lease thread only renews from now on
         self._wake.set()
-        with self._in_round:
-            pass  # a round under way ends first: it must not heartbeat after the leave
+        with self._in_round:  # a round under way ends first: no heartbeat after the leave
+            pass
         self._listener.stop()
         with contextlib.suppress(redis.RedisError):
             self.membership.leave(self.member_id)
