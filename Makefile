@@ -2,13 +2,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The exact releases .venv, and so CI, installs: pip, the build backend, the tools and every
+# dependency the suite runs against. pyproject.toml keeps open ranges for users;
+# `make constraints` moves the pins on purpose, `make test-latest` tries what they miss.
+CONSTRAINTS := constraints.txt
+LATEST := .venv-latest
+PIN := .venv-pin
 
-.PHONY: venv lint format typecheck test test-fast demo bench faults-long clean
+.PHONY: venv lint format typecheck test test-fast test-latest constraints demo bench \
+	faults-long clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --upgrade pip
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS) \
+		-e '.[dev]'
 	touch $@
 
 venv: $(BIN)/.installed  ## a virtualenv with coder_ring and its dev tools
@@ -28,6 +36,28 @@ test: lint  ## what CI runs: lint, then the whole suite against real servers
 test-fast: venv  ## unit and contract tests: no worker process, under a minute
 	$(BIN)/python -m pytest tests/unit tests/contract -m "not slow"
 
+test-latest:  ## lint and the fast tests on today's newest releases, in .venv-latest (no pins)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	@echo "releases newer than $(CONSTRAINTS) (move the pins with make constraints):"
+	@$(LATEST)/bin/python -m pip freeze --all --exclude-editable \
+		| grep -vxF -f $(CONSTRAINTS) || echo "  none"
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/ruff format --check .
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest tests/unit tests/contract -m "not slow"
+
+constraints:  ## re-pin constraints.txt to today's newest releases; then make test, commit
+	rm -rf $(PIN)
+	$(PYTHON) -m venv $(PIN)
+	$(PIN)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(PIN)/bin/python -m pip install -q --upgrade -e '.[dev]'
+	{ grep '^#' $(CONSTRAINTS); $(PIN)/bin/python -m pip freeze --all --exclude-editable; } \
+		> $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(PIN)
+
 demo: venv  ## codes in one command: embedded SQLite + a Redis it starts itself
 	$(BIN)/coder-ring demo
 
@@ -38,4 +68,4 @@ faults-long: venv  ## the fault-injection suite's long mode (100,000+ codes)
 	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/faults -s
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LATEST) $(PIN) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

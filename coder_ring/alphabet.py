@@ -12,6 +12,7 @@ MAX_BASE_LENGTH = 8
 # Base-32 digits of the cycle number, then the look-alike substitutions (docs/ring.md).
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 _UNIQUIZER_SUBSTITUTES = str.maketrans({"0": "X", "1": "W", "I": "Y", "O": "Z"})
+_UNIQUIZER_DIGITS = str.maketrans({"X": "0", "W": "1", "Y": "I", "Z": "O"})
 
 
 def code_space(base_length: int) -> int:
@@ -53,6 +54,17 @@ def uniquizer(cycle: int) -> str:
         if number == 0:
             break
     return "".join(reversed(digits)).translate(_UNIQUIZER_SUBSTITUTES)
+
+
+def cycle_of_uniquizer(text: str) -> int | None:
+    """The cycle whose uniquizer is ``text`` (inverse of :func:`uniquizer`), or None when
+    no cycle has it: a character outside the alphabet, or ``X`` (the digit 0) leading a
+    longer text."""
+    if not text:
+        return 0
+    if not is_alphabet_text(text) or (text[0] == "X" and len(text) > 1):
+        return None
+    return int(text.translate(_UNIQUIZER_DIGITS), ALPHABET_SIZE) + 1
 
 
 def is_alphabet_text(text: str) -> bool:

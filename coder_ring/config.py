@@ -12,6 +12,7 @@ pool_size = 8
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import tomllib
@@ -23,6 +24,8 @@ from typing import Any
 from coder_ring.alphabet import MAX_BASE_LENGTH, MIN_BASE_LENGTH
 from coder_ring.errors import ConfigError, InvalidInput
 from coder_ring.validation import MAX_COUNT, check_ring_name, is_int
+
+log = logging.getLogger("coder_ring.config")
 
 DEFAULT_BASE_LENGTH = 4
 #: Codes a worker draws ahead per extra: one refill transaction per half of it, so a
@@ -110,13 +113,20 @@ def sample_rings() -> str:
 def load_rings(path: Path | str) -> dict[str, RingConfig]:
     """Read and check the rings file at ``path``."""
     path = Path(path)
+    return _parse_file(path, _read_file(path))
+
+
+def _read_file(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise ConfigError(
             f"cannot read rings file {str(path)!r} ({error.strerror}); set CODER_RING_CONFIG "
             "or --config to your rings file, or write one with `coder-ring init`"
         ) from None
+
+
+def _parse_file(path: Path, raw: bytes) -> dict[str, RingConfig]:
     try:
         # tomllib refuses duplicate tables and keys, which we want to be errors too.
         document = tomllib.loads(raw.decode("utf-8"))
@@ -129,14 +139,23 @@ class RingsFile:
     """The rings file at ``path``, read again only when it changes (its modification
     time or size differs): a worker notices edits by itself, a caller accepts new rings.
 
-    Thread-safe. :meth:`rings` raises :class:`ConfigError` like :func:`load_rings`.
+    Thread-safe. :meth:`rings` raises :class:`ConfigError` like :func:`load_rings` (the
+    worker reports a bad edit itself and serves on); :meth:`rings_or_last_good` is the
+    callers': a bad edit keeps the last good rings, with one warning.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._mutex = threading.Lock()
+        # The file's stamp when last read (or marked), and whether it was read at it.
         self._stamp: tuple[int, int] | None = None
+        self._read = False
+        # The last good rings; the last read's error (its message) while the file is bad.
         self._rings: dict[str, RingConfig] | None = None
+        self._error: str | None = None
+        # The bad content (and its error) warned about last: one warning per bad edit.
+        self._warned: tuple[bytes | None, str] | None = None
+        self._bad: bytes | None = None
 
     def stamp(self) -> tuple[int, int] | None:
         """The file's (modification time in ns, size), or None when it cannot be read."""
@@ -149,11 +168,49 @@ class RingsFile:
     def rings(self) -> dict[str, RingConfig]:
         """The file's rings, read again if it changed since the last call."""
         with self._mutex:
-            stamp = self.stamp()
-            if self._rings is None or stamp != self._stamp:
-                self._rings = load_rings(self.path)
-                self._stamp = stamp
+            self._refresh()
+            return self._result()
+
+    def rings_or_last_good(self) -> dict[str, RingConfig]:
+        """:meth:`rings`, or after a bad edit the last good rings of this process, with
+        one warning (file, ring, key, the problem) per bad content: one typo must not
+        take every caller down while the workers serve on. :class:`ConfigError` when
+        the file was never good in this process."""
+        with self._mutex:
+            self._refresh()
+            if self._error is None or self._rings is None:
+                return self._result()
+            seen = (self._bad, self._error)
+            if self._warned != seen:
+                self._warned = seen
+                log.warning(
+                    "rings file not reloaded (%s); callers go on with the rings as before: %s",
+                    " ".join(self._error.splitlines()),
+                    ", ".join(sorted(self._rings)),
+                )
             return self._rings
+
+    def _result(self) -> dict[str, RingConfig]:
+        if self._error is not None:
+            # A new exception each time: one raised again and again would keep growing
+            # its traceback in a process that calls on with a bad file.
+            raise ConfigError(self._error)
+        assert self._rings is not None  # read by _refresh: rings, or an error
+        return self._rings
+
+    def _refresh(self) -> None:
+        """Read the file if it changed since it was last read (mutex held)."""
+        stamp = self.stamp()
+        if self._read and stamp == self._stamp:
+            return
+        self._stamp, self._read, raw = stamp, True, None
+        try:
+            raw = _read_file(self.path)
+            rings = _parse_file(self.path, raw)
+        except ConfigError as error:
+            self._error, self._bad = str(error), raw
+            return
+        self._rings, self._error, self._bad, self._warned = rings, None, None, None
 
     def changed(self) -> bool:
         """True when the file changed since :meth:`rings` last read it (or :meth:`mark`)."""

@@ -8,17 +8,25 @@ Arguments are not checked here: :class:`~coder_ring.service.RingService` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from coder_ring.alphabet import uniquizer
 from coder_ring.config import RingConfig
-from coder_ring.errors import Fenced, RingMismatch
+from coder_ring.errors import Fenced, InvalidInput, RingMismatch
 from coder_ring.extras import ambiguous_prefixes, check_unambiguous
 from coder_ring.profanity import space_of
-from coder_ring.shuffle import CycleState, RandBelow, give_back_rows, plan_draw, run_plan
+from coder_ring.shuffle import (
+    CycleState,
+    RandBelow,
+    check_give_back,
+    give_back_positions,
+    plan_draw,
+    run_plan,
+)
 from coder_ring.store import (
     Drawn,
     ExtraRecord,
+    LockedRing,
     PositionChanges,
     RingRecord,
     Store,
@@ -67,8 +75,13 @@ def draw(
     bump: bool = False,
     epoch: int | None = None,
     within_cycle: bool = False,
+    continues: int | None = None,
 ) -> Drawn:
-    """Issue ``count`` codes of ``ring`` with ``extra`` (fewer only with ``within_cycle``)."""
+    """Issue ``count`` codes of ``ring`` with ``extra`` (fewer only with ``within_cycle``).
+
+    ``continues``: the extra's version the caller's previous draw left; if nothing wrote
+    to the extra since, this draw's codes and that one's can go back together, else only
+    this draw's can (no caller can give back codes another one was handed)."""
     with store.locked(ring.name, create=new_record(ring), extra=extra) as locked:
         assert locked is not None
         record = locked.record
@@ -79,7 +92,7 @@ def draw(
             check_unambiguous(
                 ring.name, extra, locked.related_extras(extra, ambiguous_prefixes(extra))
             )
-            before = ExtraRecord(extra, record.total_codes, 0, 0, 0)
+            before = ExtraRecord(extra, record.total_codes, 0, 0, 0, record.total_codes)
         plan = plan_draw(
             CycleState(record.total_codes, before.boundary, before.cycle),
             count,
@@ -97,6 +110,9 @@ def draw(
             outcome.state.cycle,
             after_ring.version,
             before.issued + len(outcome.issued),
+            before.returnable_top
+            if continues == before.version and outcome.state.cycle == before.cycle
+            else plan.segments[-1].start,
         )
         locked.write_extra(after, PositionChanges(outcome.wipe, outcome.upserts, outcome.deletes))
         locked.write_ring(after_ring)
@@ -127,33 +143,76 @@ def claim(store: Store, ring: RingConfig) -> RingRecord:
         return after
 
 
+@dataclass(frozen=True)
+class GiveBack:
+    """Drawn-ahead codes of one extra to put back: their ``values``, the last drawn
+    first, and the extra's ``version`` after the draws that issued them."""
+
+    extra: str
+    values: Sequence[int]
+    version: int
+
+
 def give_back(
-    store: Store, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
-) -> bool:
-    """Put drawn-ahead ``values`` back just above ``extra``'s boundary (``values[0]``, the
-    last drawn, lowest) if the ring is still at ``epoch`` and nothing wrote to ``extra``
-    since ``version``. False, writing nothing, otherwise."""
-    if not values:
-        return False
-    with store.locked(ring.name, extra=extra) as locked:
+    store: Store, ring: RingConfig, returns: Sequence[GiveBack], *, epoch: int
+) -> list[bool]:
+    """Put each extra's drawn-ahead values back just above its boundary (``values[0]``,
+    the last drawn, lowest), in one transaction. Each goes back only if the ring is
+    still at ``epoch`` and nothing wrote to that extra since its ``version``; a list of
+    which did (the others write nothing).
+
+    :class:`InvalidInput`, writing nothing at all, unless each value is the one the
+    latest draws issued from its position: no give-back can put back a code that was
+    not issued, or one issued elsewhere in the cycle, so none can make a code issued
+    twice.
+    """
+    done = [False] * len(returns)
+    extras = [back.extra for back in returns]
+    if len(set(extras)) < len(extras):
+        raise InvalidInput(f"invalid give-back: an extra is named twice in {extras!r}")
+    if not any(back.values for back in returns):
+        return done
+    first = next(back.extra for back in returns if back.values)
+    with store.locked(ring.name, extra=first) as locked:
         if locked is None or locked.record.epoch != epoch:
-            return False
-        state = locked.extra(extra)
-        if state is None or state.version != version:
-            return False
-        if state.boundary + len(values) > locked.record.total_codes:
-            return False
-        after_ring = replace(locked.record, version=locked.record.version + 1)
-        after = replace(
-            state,
-            boundary=state.boundary + len(values),
-            version=after_ring.version,
-            issued=max(0, state.issued - len(values)),
+            return done
+        version = locked.record.version + 1
+        for index, back in enumerate(returns):
+            done[index] = _put_back(locked, ring, back, version)
+        if any(done):
+            locked.write_ring(replace(locked.record, version=version))
+        return done
+
+
+def _put_back(locked: LockedRing, ring: RingConfig, back: GiveBack, version: int) -> bool:
+    state = locked.extra(back.extra)
+    values = back.values
+    if not values or state is None or state.version != back.version:
+        return False
+    if state.boundary + len(values) > state.returnable_top:
+        return False  # beyond the caller's own run of draws (or drawn before 0.3.0)
+    stored = locked.read_positions(back.extra, give_back_positions(state.boundary, len(values)))
+    if not check_give_back(state.boundary, values, stored):
+        raise InvalidInput(
+            f"invalid give-back to ring {ring.name!r}, extra {back.extra!r}: values "
+            f"{_shortened(values)} are not the codes last issued from positions "
+            f"{state.boundary} up (a give-back returns the latest draws' codes not "
+            "handed out, the last drawn first)"
         )
-        rows = give_back_rows(state.boundary, values)
-        locked.write_extra(after, PositionChanges(False, rows, []))
-        locked.write_ring(after_ring)
-        return True
+    after = replace(
+        state,
+        boundary=state.boundary + len(values),
+        version=version,
+        issued=max(0, state.issued - len(values)),
+    )
+    # The values already sit at their positions: only the boundary moves.
+    locked.write_extra(after, PositionChanges(False, {}, []))
+    return True
+
+
+def _shortened(values: Sequence[int], shown: int = 5) -> str:
+    head = ", ".join(map(str, values[:shown]))
+    return f"[{head}{', ...' if len(values) > shown else ''}]"
 
 
 def reset(store: Store, ring: RingConfig, *, epoch: int | None = None) -> RingRecord:

@@ -6,15 +6,19 @@ carries that epoch, so once another holder claims the ring (or an operator reset
 rebuilds it), none of this server's writes can commit
 (:class:`~coder_ring.errors.Fenced`).
 
-Each extra in use has its own pool (at most :data:`MAX_POOLED_EXTRAS`, least recently
-used dropped first, its codes given back). A pool holds codes already issued in the
-database (committed), with the value and position each was drawn from, and hands
+Each extra in use has its own pool, up to :data:`MAX_POOLED_EXTRAS` of them; an extra
+beyond those is served by exact draws (nothing drawn ahead) until a pool idle for
+:data:`POOL_IDLE_SECONDS` goes back at a refill. A pool holds codes already issued in
+the database (committed), with the value and position each was drawn from, and hands
 them out in draw order: the codes are exactly those the ring would issue without a
-pool. Giving codes back writes each value back at its own position, and only the
-run of positions that starts at the boundary, and only if nothing else wrote to that
-extra since this server's last write (:func:`coder_ring.operations.give_back`): a
-direct draw beside the pool makes the pool's codes impossible to give back (they are
-lost, never repeated), never a boundary moved over someone else's codes.
+pool. Giving codes back (:func:`coder_ring.operations.give_back`) needs the run of
+positions that starts at the boundary, the very values issued there, and no other
+write to that extra since this server's last: a direct draw beside the pool makes the
+pool's codes impossible to give back (they are lost, never repeated).
+
+No pool leaves the server while its top-up is in flight, and nothing draws for an
+extra between its pool leaving and its codes going back: a graceful stop, handoff or
+idle return gives back every code not handed out.
 """
 
 from __future__ import annotations
@@ -22,63 +26,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import OrderedDict, deque
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError, Fenced, NotHolding, StoreUnavailable
+from coder_ring.extra_pool import ExtraPool
+from coder_ring.operations import GiveBack
 from coder_ring.service import RingService
 from coder_ring.store import Drawn, RingRecord
 from coder_ring.validation import check_bump, check_count, check_extra
 
 log = logging.getLogger("coder_ring.pool")
 
-#: Extras whose pools a server keeps at once; the least recently used goes first.
-MAX_POOLED_EXTRAS = 8
+#: Extras a server keeps pools for at once; more are served without drawing ahead.
+MAX_POOLED_EXTRAS = 64
+#: A pool of an extra (other than "") unused for this long goes back at the next refill.
+POOL_IDLE_SECONDS = 60.0
 #: Seconds a caller waits for a top-up in flight before drawing around it.
 SETTLE_TIMEOUT = 30.0
-
-
-@dataclass
-class _Pooled:
-    code: str
-    value: int
-    position: int
-    cycle: int
-
-
-@dataclass
-class _ExtraPool:
-    """Codes of one extra drawn ahead, and the extra's state after this server's latest
-    write to it (``version`` -1: none yet)."""
-
-    extra: str
-    codes: deque[_Pooled] = field(default_factory=deque)
-    version: int = -1
-    boundary: int = 0
-    cycle: int = 0
-    refill: Future[None] | None = None
-
-    def land(self, drawn: Drawn) -> None:
-        """Record the state after a draw of this server (the latest write wins)."""
-        if drawn.extra.version > self.version:
-            self.version = drawn.extra.version
-            self.boundary = drawn.extra.boundary
-            self.cycle = drawn.extra.cycle
-
-    def returnable(self) -> list[int]:
-        """Values to give back: the pooled codes whose positions run up from the boundary
-        without a gap (lowest position first)."""
-        by_position = {
-            entry.position: entry.value for entry in self.codes if entry.cycle == self.cycle
-        }
-        values = []
-        position = self.boundary
-        while position in by_position:
-            values.append(by_position[position])
-            position += 1
-        return values
 
 
 class RingServer:
@@ -90,17 +56,21 @@ class RingServer:
         name: str,
         pool_size: int | None = None,
         executor: Executor | None = None,
+        max_pools: int = MAX_POOLED_EXTRAS,
     ) -> None:
         self.service = service
         self.name = name
+        self.max_pools = max_pools
         self.config: RingConfig = service.ring(name)
         self._pool_size = pool_size
         self._mutex = threading.Lock()
         self._executor = executor
         self._own_executor: ThreadPoolExecutor | None = None
-        self._pools: OrderedDict[str, _ExtraPool] = OrderedDict()
+        self._pools: dict[str, ExtraPool] = {}
         # The ring's row as of this server's claim (None: not holding).
         self._record: RingRecord | None = None
+        # Set while the server lets go: no top-up starts, so every pool can settle.
+        self._closing = False
 
     @property
     def pool_size(self) -> int:
@@ -131,24 +101,29 @@ class RingServer:
                 return self._record
             self._pools.clear()
             self._record = None
+            self._closing = False
             self.config = self.service.ring(self.name)
             self._record = self.service.claim(self.name)
             if self.pool_size:
+                pool = self._pools[""] = ExtraPool("")
                 with contextlib.suppress(StoreUnavailable):  # the next request retries
-                    self._top_up(self._pool(""))
+                    self._top_up(pool)
             return self._record
 
     def deactivate(self, give_back: bool = True) -> int:
         """Stop serving: drop the pools, giving their codes back when ``give_back`` and
         nothing else wrote since. Returns the codes given back."""
-        self.settle()  # top-ups in flight land first, then go back with the rest
+        with self._mutex:
+            self._closing = True  # top-ups in flight land first, then go back with the rest
+        self.settle()
         with self._mutex:
             record, pools = self._record, list(self._pools.values())
             self._pools.clear()
             self._record = None
+            self._closing = False
         if not give_back or record is None:
             return 0
-        return sum(self._give_back(record, pool) for pool in pools)
+        return self._give_back(record, pools)
 
     def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
         """``count`` codes of ``extra``, served from its pool where the ring allows it.
@@ -161,13 +136,16 @@ class RingServer:
         check_extra(extra)
         check_bump(bump)
         pool = self._pools.get(extra)
-        if pool is not None and len(pool.codes) < count:
+        if pool is not None and (bump or len(pool.codes) < count):
             self._settle(pool)  # a top-up in flight may bring what is missing
         with self._mutex:
             record = self._holding()
-            # A new extra's pool is kept (evicting another) only once a draw for it
-            # succeeded: a refused extra (ExtraConflict) leaves no pool behind.
-            pool = self._pools.get(extra) or _ExtraPool(extra)
+            pool = self._pools.get(extra)
+            # A new extra's pool is kept only once a draw for it succeeded (a refused
+            # extra leaves none behind), and only while there is room for one: beyond
+            # that, the extra gets exactly what it asks for, nothing drawn ahead.
+            keep = pool is not None or len(self._pools) < self.max_pools
+            pool = pool or ExtraPool(extra)
             if bump:
                 # A new cycle: the pooled codes belong to the old one, whose unissued rest
                 # the bump abandons anyway; they are dropped, never handed out.
@@ -181,7 +159,9 @@ class RingServer:
                 drawn = self._draw(record, pool, count - len(pool.codes))
                 codes = [entry.code for entry in pool.codes] + drawn.codes
                 pool.codes.clear()
-            self._pool(extra, pool)
+            if keep:
+                self._pools[extra] = pool
+                pool.used = time.monotonic()
             return codes
 
     def get_code(self, extra: str = "", bump: bool = False) -> str:
@@ -201,8 +181,9 @@ class RingServer:
             pool = self._pools.get(extra)
             if (
                 self._record is None
+                or self._closing
                 or pool is None
-                or (pool.refill is not None and not pool.refill.done())
+                or pool.in_flight()
                 or len(pool.codes) * 2 >= self.pool_size
             ):
                 return
@@ -214,16 +195,25 @@ class RingServer:
             self._settle(pool)
 
     def refill(self) -> int:
-        """Top every pool up to ``pool_size`` now (beat's periodic refill); codes drawn."""
+        """Top every pool up to ``pool_size`` now (beat's periodic refill), after giving
+        back the pools idle for :data:`POOL_IDLE_SECONDS`; codes drawn."""
         self.settle()
         with self._mutex:
             record = self._holding()
+            now = time.monotonic()
+            idle = [
+                pool
+                for pool in self._pools.values()
+                if pool.extra and now - pool.used > POOL_IDLE_SECONDS and not pool.in_flight()
+            ]
+            if idle:
+                # Under the mutex: no request draws for these extras before they are home.
+                for pool in idle:
+                    del self._pools[pool.extra]
+                self._give_back(record, idle)
             if "" not in self._pools:
-                self._pool("")
-            drawn = 0
-            for pool in list(self._pools.values()):
-                drawn += self._top_up(pool, record)
-            return drawn
+                self._pools[""] = ExtraPool("")
+            return sum(self._top_up(pool, record) for pool in list(self._pools.values()))
 
     def reset(self) -> RingRecord:
         """Start every extra of the ring over, fenced with this server's epoch (the server
@@ -262,10 +252,10 @@ class RingServer:
 
     # ----------------------------------------------------------------------------------
 
-    def _drop(self, record: RingRecord | None = None) -> None:
-        """Forget the claim and every pool, so no code of a fenced state is served (mutex
-        held). With ``record``: only if that claim is still this server's."""
-        if record is None or self._record is record:
+    def _drop(self, record: RingRecord) -> None:
+        """Forget the pools and the claim if still at ``record`` (mutex held): fenced, its
+        codes can neither be served nor given back (lost, never repeated)."""
+        if self._record is record:
             self._pools.clear()
             self._record = None
 
@@ -281,30 +271,16 @@ class RingServer:
             self._own_executor = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
         return self._own_executor
 
-    def _settle(self, pool: _ExtraPool) -> None:
+    def _settle(self, pool: ExtraPool) -> None:
         pending = pool.refill
         if pending is not None:
             with contextlib.suppress(Exception):
                 pending.result(timeout=SETTLE_TIMEOUT)
 
-    def _pool(self, extra: str, new: _ExtraPool | None = None) -> _ExtraPool:
-        """``extra``'s pool, made (or ``new`` kept) when absent (mutex held); evicts the
-        least recently used."""
-        pool = self._pools.get(extra)
-        if pool is None:
-            pool = self._pools[extra] = new or _ExtraPool(extra)
-            while len(self._pools) > MAX_POOLED_EXTRAS:
-                _, evicted = self._pools.popitem(last=False)
-                record = self._record
-                if record is not None:
-                    self._background().submit(self._give_back, record, evicted)
-        self._pools.move_to_end(extra)
-        return pool
-
     def _draw(
         self,
         record: RingRecord,
-        pool: _ExtraPool,
+        pool: ExtraPool,
         count: int,
         *,
         bump: bool = False,
@@ -319,14 +295,15 @@ class RingServer:
                 bump=bump,
                 epoch=record.epoch,
                 within_cycle=within_cycle,
+                continues=pool.continues(),
             )
         except Fenced:
-            self._drop()
+            self._drop(record)
             raise
         pool.land(drawn)
         return drawn
 
-    def _top_up(self, pool: _ExtraPool, record: RingRecord | None = None) -> int:
+    def _top_up(self, pool: ExtraPool, record: RingRecord | None = None) -> int:
         """Fill ``pool`` to ``pool_size`` within its cycle (mutex held); codes drawn."""
         record = record or self._holding()
         missing = self.pool_size - len(pool.codes)
@@ -335,13 +312,14 @@ class RingServer:
             # not be given back), so the next cycle starts once the pool is empty.
             return 0
         drawn = self._draw(record, pool, missing, within_cycle=True)
-        self._add(pool, drawn)
+        pool.add(drawn)
         return len(drawn.codes)
 
-    def _refill_in_background(self, pool: _ExtraPool) -> None:
+    def _refill_in_background(self, pool: ExtraPool) -> None:
         with self._mutex:
             record = self._record
             missing = self.pool_size - len(pool.codes)
+            continues = pool.continues()
             if (
                 record is None
                 or self._pools.get(pool.extra) is not pool
@@ -351,7 +329,12 @@ class RingServer:
                 return
         try:
             drawn = self.service.draw_checked(
-                self.config, missing, extra=pool.extra, epoch=record.epoch, within_cycle=True
+                self.config,
+                missing,
+                extra=pool.extra,
+                epoch=record.epoch,
+                within_cycle=True,
+                continues=continues,
             )
         except CoderRingError as error:
             log.warning("ring %s: pool top-up failed: %s", self.name, error)
@@ -369,28 +352,30 @@ class RingServer:
                 )
                 return
             pool.land(drawn)
-            self._add(pool, drawn)
+            pool.add(drawn)
 
-    @staticmethod
-    def _add(pool: _ExtraPool, drawn: Drawn) -> None:
-        pool.codes.extend(
-            _Pooled(code, value, position, cycle)
-            for code, value, position, cycle in zip(
-                drawn.codes, drawn.values, drawn.positions, drawn.cycles, strict=True
-            )
-        )
-
-    def _give_back(self, record: RingRecord, pool: _ExtraPool) -> int:
-        values = pool.returnable()
-        if not values:
+    def _give_back(self, record: RingRecord, pools: list[ExtraPool]) -> int:
+        """Give the codes of ``pools`` back in one transaction; codes given back."""
+        returns = [
+            GiveBack(pool.extra, values, pool.version)
+            for pool in pools
+            if (values := pool.returnable())
+        ]
+        if not returns:
             return 0
         try:
             # With the config the codes were drawn with: the rings file may have dropped
             # or changed the ring since (a handoff after a reload gives the pool back).
-            returned = self.service.give_back_checked(
-                self.config, pool.extra, values, epoch=record.epoch, version=pool.version
-            )
+            returned = self.service.give_back_all(self.config, returns, epoch=record.epoch)
         except CoderRingError as error:
             log.warning("ring %s: cannot give codes back: %s", self.name, error)
             return 0  # the codes are lost, never repeated
-        return len(values) if returned else 0
+        refused = [back.extra for back, done in zip(returns, returned, strict=True) if not done]
+        if refused:
+            log.warning(
+                "ring %s: pooled codes of extras %s not given back (written since): lost, "
+                "never repeated",
+                self.name,
+                refused,
+            )
+        return sum(len(back.values) for back, done in zip(returns, returned, strict=True) if done)

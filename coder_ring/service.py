@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from coder_ring import operations
 from coder_ring.config import RingConfig
 from coder_ring.errors import InvalidInput, UnknownRing
+from coder_ring.operations import GiveBack
 from coder_ring.profanity import space_of
 from coder_ring.settings import Settings
 from coder_ring.shuffle import RandBelow
@@ -103,14 +104,27 @@ class RingService:
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
+        continues: int | None = None,
     ) -> Drawn:
-        """Draw with every argument checked first; the full store result."""
+        """Draw with every argument checked first; the full store result.
+
+        ``continues``: ``drawn.extra.version`` of your previous draw of ``extra``, to give
+        back codes of both together (:meth:`give_back`)."""
         ring = self.ring(name)
         check_count(count)
         check_extra(extra)
         check_bump(bump)
+        for label, number in (("epoch", epoch), ("continues", continues)):
+            if number is not None:
+                _check_int(label, number)
         return self.draw_checked(
-            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
+            ring,
+            count,
+            extra=extra,
+            bump=bump,
+            epoch=epoch,
+            within_cycle=within_cycle,
+            continues=continues,
         )
 
     def draw_checked(
@@ -122,6 +136,7 @@ class RingService:
         bump: bool = False,
         epoch: int | None = None,
         within_cycle: bool = False,
+        continues: int | None = None,
     ) -> Drawn:
         """:meth:`draw` for arguments its caller checked already (a pool server)."""
         return operations.draw(
@@ -133,6 +148,7 @@ class RingService:
             bump=bump,
             epoch=epoch,
             within_cycle=within_cycle,
+            continues=continues,
         )
 
     def claim(self, name: str) -> RingRecord:
@@ -142,22 +158,28 @@ class RingService:
     def give_back(
         self, name: str, extra: str, values: Sequence[int], *, epoch: int, version: int
     ) -> bool:
-        """Return drawn-ahead codes (their ``values``, last drawn first) just above the
-        boundary of ``extra`` if nothing wrote to it since ``version``.
+        """Return drawn-ahead codes not handed out (their ``values``, last drawn first)
+        just above the boundary of ``extra``, if the ring is still at ``epoch`` and
+        nothing wrote to ``extra`` since ``version``; False, changing nothing, otherwise.
 
-        Checked first (:class:`InvalidInput`): ``values`` must be at most 10,000 distinct
-        code values of the ring, ``epoch`` and ``version`` ints."""
+        A pool's call: ``values`` must be the values of your own latest draw (or run of
+        draws, see ``continues`` of :meth:`draw`), exactly as
+        :class:`~coder_ring.store.Drawn` gave them, else :class:`InvalidInput` or False
+        (nothing changed). Codes handed out must never be given back: they would be
+        issued again. Checked first: at most 10,000 distinct code values of the ring,
+        ``epoch`` and ``version`` ints."""
         ring = self.ring(name)
         check_extra(extra)
         _check_give_back(ring, values, epoch, version)
-        return self.give_back_checked(ring, extra, values, epoch=epoch, version=version)
+        return self.give_back_all(ring, [GiveBack(extra, values, version)], epoch=epoch)[0]
 
-    def give_back_checked(
-        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
-    ) -> bool:
-        """:meth:`give_back` for values its caller drew itself with ``ring``'s config (a
-        pool server), even once the rings file no longer lists the ring or changed it."""
-        return operations.give_back(self.store, ring, extra, values, epoch=epoch, version=version)
+    def give_back_all(
+        self, ring: RingConfig, returns: Sequence[GiveBack], *, epoch: int
+    ) -> list[bool]:
+        """:meth:`give_back` of several extras in one transaction, for values its caller
+        drew itself with ``ring``'s config (a pool server), even once the rings file no
+        longer lists the ring or changed it; which went back."""
+        return operations.give_back(self.store, ring, returns, epoch=epoch)
 
     def reset(self, name: str, *, epoch: int | None = None) -> RingRecord:
         """Start every extra of ring ``name`` over. May repeat earlier codes."""
@@ -182,10 +204,7 @@ def _check_give_back(ring: RingConfig, values: object, epoch: object, version: o
     most one draw's worth) and ``epoch`` and ``version`` are ints: a wrong value given
     back would be issued as a code, or twice."""
     for name, number in (("epoch", epoch), ("version", version)):
-        if not is_int(number):
-            raise InvalidInput(
-                f"invalid {name} {number!r}: must be an int (got {type(number).__name__})"
-            )
+        _check_int(name, number)
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
         raise InvalidInput(
             f"invalid values {reprlib.repr(values)}: must be a list of ints "
@@ -198,7 +217,8 @@ def _check_give_back(ring: RingConfig, values: object, epoch: object, version: o
     total = space_of(ring.base_length, ring.profanity_filter).total
     seen: set[int] = set()
     for value in values:
-        if not is_int(value) or not 0 <= value < total:
+        # Exactly int: a subclass could compare equal to anything.
+        if type(value) is not int or not 0 <= value < total:
             raise InvalidInput(
                 f"invalid value {value!r} in values: must be an int from 0 to {total - 1} "
                 f"(a code value of ring {ring.name!r})"
@@ -206,3 +226,11 @@ def _check_give_back(ring: RingConfig, values: object, epoch: object, version: o
         if value in seen:
             raise InvalidInput(f"invalid values: {value} is given twice (each code goes back once)")
         seen.add(value)
+
+
+def _check_int(name: str, number: object) -> None:
+    """:class:`InvalidInput` unless ``number`` is an int (not a bool)."""
+    if not is_int(number):
+        raise InvalidInput(
+            f"invalid {name} {number!r}: must be an int (got {type(number).__name__})"
+        )

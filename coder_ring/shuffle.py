@@ -3,10 +3,12 @@
 Position p of a cycle initially holds value p (the p-th code of the ring's
 :class:`~coder_ring.profanity.CodeSpace`). Only positions whose value differs from
 that are stored. Positions below ``boundary`` hold the values not yet issued in
-the current cycle. One step picks r uniformly in [0, boundary), issues the value
-at r, moves the value at boundary-1 to r and forgets position boundary-1 (it is
-beyond the boundary now). So a cycle stores at most one position per code issued,
-and none once it is used up.
+the current cycle. One step picks r uniformly in [0, boundary), issues the value at
+r and swaps it with the value at boundary-1, the top: the classic in-place shuffle.
+So positions from the boundary up hold the values issued in this cycle, the latest
+lowest, and a give-back can be checked exactly: each value returned must be the one
+recorded at its own position (:func:`check_give_back`). A cycle stores at most two
+positions per code issued, and its rows go when the next cycle starts.
 
 The wrap to the next cycle is lazy: a used-up cycle stays at boundary 0 until the
 next draw, so codes drawn ahead into a worker's pool never straddle two cycles.
@@ -93,9 +95,7 @@ def plan_draw(
     one step, so it may hold fewer than ``count``.
     """
     total, boundary, cycle = state.total, state.boundary, state.cycle
-    # A cycle used up (boundary 0) has no stored positions left, so wrapping from it
-    # abandons nothing; a bump mid-cycle abandons what is stored.
-    wipe, fresh = bump and boundary < total, bump
+    fresh = bump
     if bump:
         boundary, cycle = total, cycle + 1
     segments: list[Segment] = []
@@ -113,8 +113,10 @@ def plan_draw(
         boundary -= 1
     if picks:
         segments.append(Segment(cycle, start, tuple(picks), fresh))
-    wipe = wipe or len(segments) > 1 or (bool(segments) and segments[0].fresh)
-    return Plan(tuple(segments), CycleState(total, boundary, cycle), wipe and state.boundary > 0)
+    # Leaving the cycle (a bump or a wrap) drops its rows: even a used-up cycle keeps
+    # what it issued until then.
+    wipe = bump or len(segments) > 1 or (bool(segments) and segments[0].fresh)
+    return Plan(tuple(segments), CycleState(total, boundary, cycle), wipe)
 
 
 def run_plan(plan: Plan, stored: Mapping[int, int]) -> Outcome:
@@ -128,13 +130,9 @@ def run_plan(plan: Plan, stored: Mapping[int, int]) -> Outcome:
         for pick in segment.picks:
             top -= 1
             value = table.get(pick, pick)
-            moved = table.pop(top, top)
             issued.append((value, segment.cycle))
-            if pick != top:
-                if moved == pick:
-                    table.pop(pick, None)
-                else:
-                    table[pick] = moved
+            _put(table, pick, table.get(top, top))
+            _put(table, top, value)
     if plan.wipe:
         return Outcome(issued, True, table, [], plan.state)
     upserts = {
@@ -144,11 +142,26 @@ def run_plan(plan: Plan, stored: Mapping[int, int]) -> Outcome:
     return Outcome(issued, False, upserts, deletes, plan.state)
 
 
-def give_back_rows(boundary: int, values: Sequence[int]) -> dict[int, int]:
-    """Positions to store when ``values`` go back just above ``boundary``: ``values[i]``
-    returns to position ``boundary + i`` (the last code drawn sits lowest)."""
-    return {
-        position: value
+def _put(table: dict[int, int], position: int, value: int) -> None:
+    """Set ``position`` to ``value`` in a sparse table (a value at its own position is
+    not stored)."""
+    if value == position:
+        table.pop(position, None)
+    else:
+        table[position] = value
+
+
+def give_back_positions(boundary: int, count: int) -> set[int]:
+    """The positions a give-back of ``count`` values checks: the ``count`` just above
+    ``boundary``, where the latest draws recorded the values they issued."""
+    return set(range(boundary, boundary + count))
+
+
+def check_give_back(boundary: int, values: Sequence[int], stored: Mapping[int, int]) -> bool:
+    """Whether ``values`` are exactly the values recorded just above ``boundary``:
+    ``values[i]`` at position ``boundary + i`` (the last drawn sits lowest). ``stored``:
+    the stored ones among :func:`give_back_positions` (the others hold their own)."""
+    return all(
+        stored.get(position, position) == value
         for position, value in enumerate(values, start=boundary)
-        if position != value
-    }
+    )

@@ -15,7 +15,8 @@ such transaction, so each commits all of its effect or none of it:
   epoch can commit.
 * Every committed write gives the ring a new ``version`` (a counter that only grows)
   and stamps it on the extra it wrote. A give-back compares the extra's version with
-  the one its caller last saw: it succeeds only if nothing wrote to that extra since.
+  the one its caller last saw: it succeeds only if nothing wrote to that extra since,
+  and only with the very values the latest draws recorded at those positions.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ class ExtraRecord:
     """One (ring, extra)'s stored cycle state.
 
     ``version`` is the ring's version at this extra's last write; ``issued`` counts the
-    codes ever issued with this extra (codes given back are not counted).
+    codes ever issued with this extra (codes given back are not counted). Positions
+    from ``boundary`` up hold the values issued in this cycle; those up to
+    ``returnable_top`` were issued by the latest run of draws, each made by the caller of
+    the previous one (it knew the version that draw left): only they can go back.
     """
 
     extra: str
@@ -53,6 +57,7 @@ class ExtraRecord:
     cycle: int
     version: int
     issued: int
+    returnable_top: int
 
     @property
     def uniquizer(self) -> str:

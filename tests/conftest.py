@@ -28,15 +28,18 @@ from tests.harness.shared import (
     ServiceFactory,
     StoreFactory,
     pg_schema_url,
+    prepare_test_database,
     require,
 )
 
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Engine]:
-    """An engine on the shared PostgreSQL test database (for creating schemas)."""
+    """An engine on the shared PostgreSQL test database (for creating schemas), made
+    first if need be, with the hostile defaults of :func:`prepare_test_database`."""
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
+        prepare_test_database()
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as error:  # noqa: BLE001 - any failure means "no server"

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import redis
@@ -49,9 +49,13 @@ class PrivateRedis(LocalRedis):
 
 
 class PrivatePostgres:
-    """A PostgreSQL cluster of our own in a temp dir: stop() and start() keep its data."""
+    """A PostgreSQL cluster of our own in a temp dir: stop() and start() keep its data.
 
-    def __init__(self) -> None:
+    ``settings`` go into its ``postgresql.conf`` (server-wide defaults, as an operator
+    tuning the server would set them).
+    """
+
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="coder_ring_test_pg_"))
         self.datadir = self.workdir / "data"
@@ -75,6 +79,9 @@ class PrivatePostgres:
             check=True,
             capture_output=True,
         )
+        if settings:
+            with (self.datadir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                conf.writelines(f"{name} = '{value}'\n" for name, value in settings.items())
 
     @property
     def url(self) -> str:

@@ -83,8 +83,10 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self.ring_tasks: RingTasks = register(self)
 
     def configured_rings(self) -> dict[str, RingConfig]:
-        """The rings file's rings (read again when the file changes), for caller checks."""
-        return self._rings_file.rings()
+        """The rings file's rings (read again when the file changes), for caller checks.
+        After a bad edit, the last good rings, as the workers serve them (with one
+        warning); :class:`~coder_ring.errors.ConfigError` if it was never good here."""
+        return self._rings_file.rings_or_last_good()
 
     @property
     def registry(self) -> CallerView:

@@ -3,8 +3,9 @@
 The lease thread runs every TTL/3 (sooner on a notice), independently of Celery's
 event loop and of any task in flight. Each round it:
 
-1. reloads the rings file if it changed (rings added are served, rings removed are
-   handed off, changed ones are claimed again with their new settings);
+1. reloads the rings file if it changed, and makes the seats match the rings
+   (:mod:`coder_ring.celery.reload`: rings added are served, rings removed are handed
+   off, changed ones are claimed again with their new settings);
 2. checks the database's health (:mod:`coder_ring.celery.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
    (:mod:`coder_ring.registry.coordinator`), and reads the assignment;
@@ -12,8 +13,7 @@ event loop and of any task in flight. Each round it:
 5. checks that the epochs of the rings it serves are still its own (an operator's
    reset or rebuild reaches it here, or at once by a notice).
 
-Nothing here imports Celery (tests/unit/test_floors.py checks it):
-:mod:`coder_ring.celery.ownership` plugs it into the consumer.
+Nothing here imports Celery (test_floors checks it): :mod:`~coder_ring.celery.ownership` does.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
 from coder_ring.celery.health import LOST, DatabaseHealth
-from coder_ring.celery.seat import RingSeat
+from coder_ring.celery.reload import RingsReload
+from coder_ring.celery.seat import RingSeat, served_pools
 from coder_ring.config import RingsFile
-from coder_ring.errors import CoderRingError, ConfigError, StoreUnavailable, UnknownRing
+from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
@@ -48,6 +49,8 @@ log = logging.getLogger("coder_ring.worker")
 
 #: Rings on their way between members at once, at most (a join converges in a few batches).
 MAX_MOVES_PER_ROUND = 10
+#: Rings let go at once when the worker stops (each one transaction and two Redis calls).
+LET_GO_THREADS = 4
 
 
 class WorkerRuntime:
@@ -63,6 +66,9 @@ class WorkerRuntime:
         self.settings = settings
         self.namespace = settings.namespace
         self.node = node
+        rings_file = RingsFile(settings.engine.config_path)
+        # Taken before the service reads the file: an edit made meanwhile is reloaded.
+        seen = rings_file.stamp()
         self.service = service or RingService.from_settings(settings.engine)
         #: Rings named on the command line (empty: every configured ring).
         self.restriction = frozenset(rings)
@@ -88,11 +94,13 @@ class WorkerRuntime:
         self.health = DatabaseHealth(
             self.service.migrate, ttl, redact_url(settings.engine.database_url)
         )
+        #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
+        self._stopped = threading.Event()
         self._wake = threading.Event()
+        #: Held through each lease round: a stop waits for the one under way.
+        self._in_round = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._rings_file = RingsFile(settings.engine.config_path)
-        self._rings_file.mark()
         # Pool top-ups of every ring; activations, handoffs and give-backs (one at a time,
         # so the lease thread never waits on a slow task or database).
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
@@ -102,16 +110,15 @@ class WorkerRuntime:
             self.namespace,
             self._on_notice,
         )
-        self._sync_seats()
+        self.reload = RingsReload(self, rings_file, seen)
+        self.reload.sync()
         #: Ring metrics (coder_ring.metrics.worker), served on CODER_RING_METRICS_PORT if set.
         self.metrics = WorkerMetrics(
             node=node,
             member_id=self.member_id,
             port=settings.metrics_port,
             rings=self.seats.keys,
-            pools=lambda: {
-                name: seat.pooled() for name, seat in list(self.seats.items()) if seat.can_serve()
-            },
+            pools=lambda: served_pools(self.seats),
             status=self.service.status,
             healthy=lambda: self.healthy,
         )
@@ -134,12 +141,13 @@ class WorkerRuntime:
             self.metrics.start()
 
     def stop(self, give_back: bool = True) -> None:
-        """Leave: deregister, then for every ring stop serving, give the pool back and
-        release the lock (in that order: a standby claims only once the codes are home)."""
-        self._stopping.set()
+        """Leave: deregister, then for every ring stop serving, give the pools back and
+        release the lock (so a standby claims only once the codes are home). The lease
+        thread renews the locks still held meanwhile, however many pools go back."""
+        self._stopping.set()  # the lease thread only renews from now on
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.settings.lock_ttl)
+        with self._in_round:  # a round under way ends first: no heartbeat after the leave
+            pass
         self._listener.stop()
         with contextlib.suppress(redis.RedisError):
             self.membership.leave(self.member_id)
@@ -149,8 +157,12 @@ class WorkerRuntime:
             seat.closed = True
         self.on_change()
         self._transitions.shutdown(wait=True)
-        for seat in seats:
-            self._let_go(seat, give_back)
+        with ThreadPoolExecutor(LET_GO_THREADS, thread_name_prefix="ring-let-go") as letting:
+            list(letting.map(lambda seat: self._let_go(seat, give_back), seats))
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.lock_ttl)
         self.refills.shutdown(wait=True)
         self.redis.close()
         self.metrics.close()
@@ -188,16 +200,30 @@ class WorkerRuntime:
 
     def _run(self) -> None:
         period = self.settings.lock_ttl / 3
-        while not self._stopping.is_set():
+        while not self._stopped.is_set():
             try:
-                self._round()
+                with self._in_round:
+                    if self._stopping.is_set():
+                        self._renew_held()
+                    else:
+                        self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
             self._wake.wait(period)
             self._wake.clear()
 
+    def _renew_held(self) -> None:
+        """While stopping: keep the locks of the rings not let go yet (their pools are on
+        their way back), and nothing else."""
+        for seat in list(self.seats.values()):
+            seat.keep()
+
     def _round(self) -> None:
-        self._reload_if_changed()
+        if not self._stopping.is_set():  # stop() closes every seat: none may open again
+            try:
+                self.reload.round()
+            except Exception:  # retried next round; renewals must go on meanwhile
+                log.exception("rings file reload failed")
         self._check_health()
         assignment: dict[str, str] | None = None
         live: set[str] = set()
@@ -249,7 +275,7 @@ class WorkerRuntime:
                 until = seat.lease.renew()
                 if until is not None:
                     seat.valid_until = until
-                    self._hand_off(seat, f"assigned to {target}" if target else "released")
+                    self.hand_off(seat, f"assigned to {target}" if target else "released")
                     return
             else:
                 until = None
@@ -258,6 +284,10 @@ class WorkerRuntime:
                 log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
             until = None
         if self._stopping.is_set():
+            if until is not None and not held:
+                # Won just as the worker stops: let it go at once (nothing to give back).
+                with contextlib.suppress(redis.RedisError):
+                    seat.lease.release()
             return
         if lapsed:
             # The lease lapsed before this renewal (the process was paused, or this thread
@@ -275,16 +305,33 @@ class WorkerRuntime:
             self._transitions.submit(seat.server.deactivate, True)
             self.on_change()
 
-    def _hand_off(self, seat: RingSeat, why: str) -> None:
+    def new_seat(self, ring: str) -> RingSeat:
+        """A seat for ``ring`` (configured), not held."""
+        key, ttl = lock_key(self.namespace, ring), self.settings.lock_ttl
+        lease = Lease(self.redis, key, self.member_id, ttl)
+        return RingSeat(ring, lease, RingServer(self.service, ring, executor=self.refills))
+
+    def hand_off(self, seat: RingSeat, why: str) -> None:
+        """Stop serving ``seat`` now; its pool goes back, then its lock (in the background)."""
         seat.handing_off = True
+        try:
+            self._transitions.submit(self._finish_hand_off, seat, why)
+        except BaseException:
+            # Nothing would ever end this handoff, and a seat handing off keeps renewing
+            # its lock: serve on, and let the next round try again.
+            seat.handing_off = False
+            raise
         self.on_change()  # stop consuming the ring's queue now
-        self._transitions.submit(self._finish_hand_off, seat, why)
 
     def _finish_hand_off(self, seat: RingSeat, why: str) -> None:
-        returned = self._let_go(seat, give_back=True)
-        log.info("ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned)
-        if seat.closed:
-            self.seats.pop(seat.ring, None)
+        try:
+            returned = self._let_go(seat, give_back=True)
+            log.info(
+                "ring %s: handed off (%s); gave %d pooled codes back", seat.ring, why, returned
+            )
+        except Exception:  # an executor would keep it to itself
+            log.exception("ring %s: handoff failed", seat.ring)
+        self.reload.handed_off(seat)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -313,7 +360,7 @@ class WorkerRuntime:
         if self.health.check() == LOST:
             for seat in list(self.seats.values()):
                 if seat.has_lock() and not seat.handing_off:
-                    self._hand_off(seat, "database unreachable")
+                    self.hand_off(seat, "database unreachable")
 
     def _check_epochs(self) -> None:
         active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
@@ -342,52 +389,11 @@ class WorkerRuntime:
             self._transitions.submit(self._activate, seat)
         self._wake.set()
 
-    def _reload_if_changed(self) -> None:
-        if not self._rings_file.changed():
-            return
-        try:
-            rings = self._rings_file.rings()
-        except ConfigError as error:
-            self._rings_file.mark()
-            log.error("rings file not reloaded (%s); serving the rings as before", error)
-            return
-        before = self.service.rings
-        self.service.reload(rings)
-        changed = [name for name in self.seats if name in rings and rings[name] != before[name]]
-        added, removed = self._sync_seats()
-        log.info(
-            "rings file reloaded: %d added, %d removed, %d changed",
-            len(added),
-            len(removed),
-            len(changed),
-        )
-        for name in changed:
-            seat = self.seats[name]
-            if seat.has_lock() and not seat.handing_off:
-                self._transitions.submit(self._reclaim, seat)
+    def reclaim(self, seat: RingSeat) -> Future[None]:
+        """Give ``seat``'s pool back and claim its ring again (its settings changed)."""
+        return self._transitions.submit(self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
         with seat.serving:
             seat.server.deactivate(give_back=True)
         self._activate(seat)
-
-    def _sync_seats(self) -> tuple[list[str], list[str]]:
-        """Seats for the configured rings this worker may serve; returns (added, removed)."""
-        configured = set(self.service.rings)
-        wanted = configured & self.restriction if self.restriction else configured
-        added = sorted(wanted - set(self.seats))
-        removed = sorted(name for name in self.seats if name not in wanted)
-        ttl = self.settings.lock_ttl
-        for name in added:
-            lease = Lease(self.redis, lock_key(self.namespace, name), self.member_id, ttl)
-            self.seats[name] = RingSeat(
-                name, lease, RingServer(self.service, name, executor=self.refills)
-            )
-        for name in removed:
-            seat = self.seats[name]
-            seat.closed = True
-            if seat.has_lock() and not seat.handing_off:
-                self._hand_off(seat, "removed from the rings file")
-            elif not seat.has_lock():
-                self.seats.pop(name, None)
-        return added, removed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import redis
@@ -70,19 +70,35 @@ class RingSeat:
         self.valid_until = until or 0.0
         return until is not None
 
+    def keep(self) -> None:
+        """Renew the lock if it is held (a stopping worker keeps it until its pool is
+        home), whatever else the seat is doing."""
+        with self.transition:
+            if not self.has_lock():
+                return
+            try:
+                until = self.lease.renew()
+            except redis.RedisError:
+                until = None
+            self.valid_until = until or 0.0
+
     def let_go(self, give_back: bool) -> tuple[int, bool]:
         """Stop serving: wait for the request in flight, give the pool back (when
         ``give_back``), then release the lock. Returns (codes given back, whether a held
         lock was released)."""
-        with self.serving:
-            returned = self.server.deactivate(give_back=give_back)
-        with self.transition:
-            was_held = self.has_lock()
-            self.valid_until = 0.0
-            if was_held:
-                with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
-                    self.lease.release()
-            self.handing_off = False
+        try:
+            with self.serving:
+                returned = self.server.deactivate(give_back=give_back)
+        finally:
+            # Even when giving back failed (the pool is dropped first: its codes are lost,
+            # never repeated): a seat left handing off would renew its lock for ever.
+            with self.transition:
+                was_held = self.has_lock()
+                self.valid_until = 0.0
+                if was_held:
+                    with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
+                        self.lease.release()
+                self.handing_off = False
         return returned, was_held
 
     def ensure_active(self) -> None:
@@ -108,3 +124,9 @@ class RingSeat:
                     self.ensure_active()
                     return action(self.server)
                 raise NotServedHere(f"ring {self.ring!r} was taken over") from None
+
+
+def served_pools(seats: Mapping[str, RingSeat]) -> dict[str, dict[str, int]]:
+    """ring -> codes pooled per extra, for those of ``seats`` that serve now (what a
+    worker's metrics show)."""
+    return {ring: seat.pooled() for ring, seat in list(seats.items()) if seat.can_serve()}

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 import redis
+from redis.client import PubSub
 
 from coder_ring.registry.keys import notices_channel
 
@@ -57,9 +58,11 @@ class NoticeListener:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]
-                    ignore_subscribe_messages=True
-                )
+                # redis-py annotates Redis.pubsub from 8.2 on only: called through a
+                # typed reference, it type-checks on every version in our range (an
+                # ignore would be needed by one and unused, an error, on another).
+                open_pubsub: Callable[..., PubSub] = self.client.pubsub
+                pubsub = open_pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
                 try:
                     while not self._stopping.is_set():

@@ -21,12 +21,16 @@ SQLITE_MAX_PARAMS = 30_000
 #: The ring's row and one extra's, in the order both dialects' lock queries return them.
 _LOCK_COLUMNS = (
     "r.id, r.name, r.base_length, r.profanity_filter, r.total_codes, r.epoch, r.version, "
-    "e.id AS extra_id, e.boundary, e.cycle, e.version AS extra_version, e.issued"
+    "e.id AS extra_id, e.boundary, e.cycle, e.version AS extra_version, e.issued, "
+    "e.returnable_top"
 )
 _EXTRA_ROW = (
-    "SELECT id AS extra_id, boundary, cycle, version AS extra_version, issued "
+    "SELECT id AS extra_id, boundary, cycle, version AS extra_version, issued, returnable_top "
     "FROM coder_ring_extras WHERE ring_id = %(ring_id)s AND extra = %(extra)s"
 )
+
+
+_EXTRA_COLUMNS = ("extra_id", "boundary", "cycle", "extra_version", "issued", "returnable_top")
 
 
 class DialectOps(Protocol):
@@ -59,7 +63,7 @@ def _rows_of(positions: str) -> str:
     """SQL: the row ids (ctid) of the stored positions of the array parameter
     ``positions``, each found by one primary-key lookup (see PostgresOps)."""
     return (
-        "ARRAY(SELECT (SELECT q.ctid FROM coder_ring_positions AS q"
+        "ARRAY(SELECT (SELECT q.ctid FROM coder_ring_cycle_positions AS q"
         " WHERE q.extra_id = :extra_id AND q.position = d.position)"
         f" FROM unnest(CAST(:{positions} AS bigint[])) AS d(position))"
     )
@@ -88,11 +92,7 @@ class PostgresOps:
         fresh = conn.exec_driver_sql(_EXTRA_ROW, {"ring_id": row.id, "extra": extra})
         state = fresh.one_or_none()
         values = dict(row._mapping)
-        values.update(
-            dict(state._mapping)
-            if state is not None
-            else dict.fromkeys(("extra_id", "boundary", "cycle", "extra_version", "issued"))
-        )
+        values.update(dict(state._mapping) if state is not None else dict.fromkeys(_EXTRA_COLUMNS))
         return _as_row(values)
 
     # Every statement finds its positions one primary-key lookup each (a scalar subquery
@@ -101,11 +101,11 @@ class PostgresOps:
     # planned from them read every stored row of the extra (draws slowed down as a cycle
     # filled: 46k codes/s fell to 20k within 40k codes).
     _read = text(
-        "SELECT d.position, (SELECT p.value FROM coder_ring_positions AS p"
+        "SELECT d.position, (SELECT p.value FROM coder_ring_cycle_positions AS p"
         " WHERE p.extra_id = :extra_id AND p.position = d.position) AS value "
         "FROM unnest(CAST(:positions AS bigint[])) AS d(position)"
     )
-    _wipe = text("DELETE FROM coder_ring_positions WHERE extra_id = :extra_id")
+    _wipe = text("DELETE FROM coder_ring_cycle_positions WHERE extra_id = :extra_id")
     _ring = (
         "UPDATE coder_ring_rings SET base_length = :base_length, "
         "profanity_filter = :profanity_filter, total_codes = :total_codes, epoch = :epoch, "
@@ -113,22 +113,23 @@ class PostgresOps:
     )
     _draw = text(
         "WITH del AS ("
-        " DELETE FROM coder_ring_positions"
+        " DELETE FROM coder_ring_cycle_positions"
         " WHERE ctid = ANY(" + _rows_of("deletes") + ")"
         "), ups AS ("
-        " INSERT INTO coder_ring_positions (extra_id, position, value)"
+        " INSERT INTO coder_ring_cycle_positions (extra_id, position, value)"
         " SELECT :extra_id, u.position, u.value"
         " FROM unnest(CAST(:up_positions AS bigint[]), CAST(:up_values AS bigint[]))"
         " AS u(position, value)"
         "), upd AS ("
-        " UPDATE coder_ring_positions AS p SET value = u.value"
+        " UPDATE coder_ring_cycle_positions AS p SET value = u.value"
         " FROM unnest(CAST(:set_positions AS bigint[]), CAST(:set_values AS bigint[]))"
         " AS u(position, value)"
         " WHERE p.ctid = ANY(" + _rows_of("set_positions") + ")"
         " AND p.extra_id = :extra_id AND p.position = u.position"
         "), ext AS ("
         " UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle,"
-        " version = :extra_version, issued = :issued, updated_at = now()"
+        " version = :extra_version, issued = :issued, returnable_top = :returnable_top,"
+        " updated_at = now()"
         " WHERE id = :extra_id"
         ") " + _ring
     )
@@ -175,13 +176,13 @@ class SqliteOps:
     """SQLite: IN lists under the parameter limit, and executemany (in-process calls)."""
 
     _read = text(
-        "SELECT position, value FROM coder_ring_positions "
+        "SELECT position, value FROM coder_ring_cycle_positions "
         "WHERE extra_id = :extra_id AND position IN :positions"
     ).bindparams(bindparam("positions", expanding=True))
-    _wipe = "DELETE FROM coder_ring_positions WHERE extra_id = ?"
-    _delete = "DELETE FROM coder_ring_positions WHERE extra_id = ? AND position = ?"
-    _insert = "INSERT INTO coder_ring_positions (extra_id, position, value) VALUES (?, ?, ?)"
-    _update = "UPDATE coder_ring_positions SET value = ? WHERE extra_id = ? AND position = ?"
+    _wipe = "DELETE FROM coder_ring_cycle_positions WHERE extra_id = ?"
+    _delete = "DELETE FROM coder_ring_cycle_positions WHERE extra_id = ? AND position = ?"
+    _insert = "INSERT INTO coder_ring_cycle_positions (extra_id, position, value) VALUES (?, ?, ?)"
+    _update = "UPDATE coder_ring_cycle_positions SET value = ? WHERE extra_id = ? AND position = ?"
     # The immediate transaction already holds the write lock.
     _lock = (
         f"SELECT {_LOCK_COLUMNS} FROM coder_ring_rings AS r LEFT JOIN coder_ring_extras AS e "
@@ -193,7 +194,8 @@ class SqliteOps:
 
     _extra = text(
         "UPDATE coder_ring_extras SET boundary = :boundary, cycle = :cycle, "
-        "version = :extra_version, issued = :issued, updated_at = CURRENT_TIMESTAMP "
+        "version = :extra_version, issued = :issued, returnable_top = :returnable_top, "
+        "updated_at = CURRENT_TIMESTAMP "
         "WHERE id = :extra_id"
     )
     _ring = text(
@@ -283,4 +285,5 @@ def _extra_params(extra_id: int, state: ExtraRecord) -> dict[str, object]:
         "cycle": state.cycle,
         "extra_version": state.version,
         "issued": state.issued,
+        "returnable_top": state.returnable_top,
     }

@@ -60,17 +60,20 @@ extras_table = Table(
     Column("version", BigInteger, nullable=False, server_default="0"),
     # Codes issued with this extra over all cycles (given-back codes not counted).
     Column("issued", BigInteger, nullable=False, server_default="0"),
+    # Positions from the boundary up to here record the value each issued (a give-back
+    # is checked against them); 0 by default, so nothing unrecorded can be given back.
+    Column("returnable_top", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("ring_id", "extra", name="uq_coder_ring_extras_ring_extra"),
 )
 
 #: The positions of a cycle whose value differs from the initial order (value = position);
-#: at most one per code drawn in the current cycle. No foreign key to the extras: a
+#: at most two per code drawn in the current cycle. No foreign key to the extras: a
 #: key check per inserted row cost a fifth of a large draw, and rows are only written
 #: for an extra under its ring's lock and deleted before it (drop_extras).
 positions_table = Table(
-    "coder_ring_positions",
+    "coder_ring_cycle_positions",
     metadata,
     Column("extra_id", Integer, primary_key=True),
     Column("position", BigInteger, primary_key=True),

@@ -5,37 +5,18 @@ See :mod:`coder_ring.store` for the atomicity every transaction gives.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Row,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-)
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    DisconnectionError,
-    NoSuchModuleError,
-    SQLAlchemyError,
-)
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from coder_ring.errors import ConfigError, SchemaMissing, StoreUnavailable
+from coder_ring.errors import SchemaMissing, StoreUnavailable
 from coder_ring.sql.dialects import DialectOps, PostgresOps, SqliteOps
+from coder_ring.sql.engine import make_engine
 from coder_ring.sql.migrations.heads import schema_at_head
 from coder_ring.sql.schema import extras_table, positions_table, rings_table
 from coder_ring.store import ExtraRecord, PositionChanges, RingRecord
@@ -44,100 +25,8 @@ from coder_ring.urls import redact_url
 #: Key of the PostgreSQL advisory lock that serializes concurrent migrations.
 MIGRATION_LOCK_KEY = 0x636F_6465_7272  # "coderr"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_URL_EXAMPLES = "e.g. postgresql://user@host:5432/db or sqlite:///path/to/file.db"
 _RING = rings_table.c
 _EXTRA = extras_table.c
-
-
-def parse_database_url(database_url: str) -> URL:
-    """``database_url`` parsed, with PostgreSQL on psycopg 3; :class:`ConfigError` (the
-    password masked) for anything else than a well-formed PostgreSQL or SQLite URL."""
-    try:
-        url = make_url(database_url)
-        url.port  # noqa: B018 - a bad port (":5x32") only fails when read
-    except ArgumentError:
-        raise ConfigError(
-            f"invalid database URL {redact_url(database_url)!r}: expected {_URL_EXAMPLES}"
-        ) from None
-    except ValueError:  # the only ValueError of make_url: int(port)
-        raise ConfigError(
-            f"invalid database URL {redact_url(database_url)!r}: its port is not a number; "
-            f"expected {_URL_EXAMPLES}"
-        ) from None
-    backend = url.get_backend_name()
-    if backend in {"postgresql", "postgres"}:
-        return url.set(drivername="postgresql+psycopg")
-    if backend != "sqlite":
-        raise ConfigError(
-            f"unsupported database URL {redact_url(database_url)!r}: use postgresql://... "
-            "or sqlite:///..."
-        )
-    return url
-
-
-def make_engine(database_url: str) -> Engine:
-    """A SQLAlchemy engine for ``database_url`` (connects to nothing yet)."""
-    url = parse_database_url(database_url)
-    try:
-        if url.get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-            event.listen(engine, "connect", _sqlite_on_connect)
-            event.listen(engine, "begin", _sqlite_on_begin)
-            return engine
-        engine = create_engine(url, connect_args={"connect_timeout": 5})
-        event.listen(engine, "connect", _postgres_on_connect)
-        event.listen(engine, "checkout", _ping_if_idle)
-        event.listen(engine, "checkin", _mark_checkin)
-        return engine
-    except (ArgumentError, NoSuchModuleError) as error:
-        raise ConfigError(
-            f"invalid database URL {redact_url(database_url)!r}: {type(error).__name__}"
-        ) from None
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # We issue BEGIN ourselves (below), so the driver must not.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # A holder frozen inside a draw (SIGSTOP, GC pause) must not keep the ring's row
-    # locked for ever: the server aborts its transaction and the next holder claims.
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
-    dbapi_connection.commit()
-
-
-#: A pooled connection idle longer than this is pinged before use (a server restart
-#: closed it); a busy one is not, so the hot path pays no extra round trip.
-IDLE_PING_SECONDS = 2.0
-
-
-def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    if time.monotonic() - record.info.get("checked_in", 0.0) < IDLE_PING_SECONDS:
-        return
-    try:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        dbapi_connection.rollback()
-    except Exception as error:
-        # The pool discards it and checks out (or opens) another.
-        raise DisconnectionError(str(error)) from error
-
-
-def _mark_checkin(_dbapi_connection: Any, record: Any) -> None:
-    record.info["checked_in"] = time.monotonic()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    # An immediate transaction takes the write lock up front: two drawers never read
-    # the same state, and no transaction has to be retried after a lock upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SqlStore:
@@ -267,14 +156,21 @@ class _LockedSqlRing:
                 if row.extra_id is None
                 else (
                     row.extra_id,
-                    ExtraRecord(extra, row.boundary, row.cycle, row.extra_version, row.issued),
+                    ExtraRecord(
+                        extra,
+                        row.boundary,
+                        row.cycle,
+                        row.extra_version,
+                        row.issued,
+                        row.returnable_top,
+                    ),
                 )
             )
-        self._pending_extra: tuple[ExtraRecord, PositionChanges] | None = None
+        self._pending_extras: dict[str, tuple[ExtraRecord, PositionChanges]] = {}
         self._pending_ring: RingRecord | None = None
-        # Positions known to be stored (read in this transaction): a write updates those
-        # and inserts the others, cheaper than an upsert of each.
-        self._stored: set[int] = set()
+        # extra -> positions known to be stored (read in this transaction): a write
+        # updates those and inserts the others, cheaper than an upsert of each.
+        self._stored: dict[str, set[int]] = {}
 
     def _load(self, extra: str) -> tuple[int, ExtraRecord] | None:
         if extra not in self._extras:
@@ -306,11 +202,11 @@ class _LockedSqlRing:
         if loaded is None or not positions:
             return {}
         found = self._ops.read_positions(self._conn, loaded[0], sorted(positions))
-        self._stored.update(found)
+        self._stored.setdefault(extra, set()).update(found)
         return found
 
     def write_extra(self, state: ExtraRecord, changes: PositionChanges) -> None:
-        self._pending_extra = (state, changes)
+        self._pending_extras[state.extra] = (state, changes)
 
     def write_ring(self, record: RingRecord) -> None:
         self._pending_ring = record
@@ -323,9 +219,8 @@ class _LockedSqlRing:
 
     def flush(self) -> None:
         """Send the buffered writes (called once, just before the commit)."""
-        extra: tuple[int, ExtraRecord, PositionChanges] | None = None
-        if self._pending_extra is not None:
-            state, changes = self._pending_extra
+        writes: list[tuple[int, ExtraRecord, PositionChanges]] = []
+        for state, changes in self._pending_extras.values():
             loaded = self._load(state.extra)
             if loaded is None:
                 extra_id = self._conn.execute(
@@ -335,11 +230,15 @@ class _LockedSqlRing:
                 ).scalar_one()
             else:
                 extra_id = loaded[0]
-            extra = (extra_id, state, changes)
-        if extra is not None or self._pending_ring is not None:
-            stored = frozenset() if extra is None or extra[2].wipe else frozenset(self._stored)
-            ring = self._pending_ring or self.record
-            self._ops.write(self._conn, self._ring_id, ring, extra, stored)
+            writes.append((extra_id, state, changes))
+        if not writes and self._pending_ring is None:
+            return
+        ring = self._pending_ring or self.record
+        if not writes:
+            self._ops.write(self._conn, self._ring_id, ring, None, frozenset())
+        for extra_id, state, changes in writes:
+            stored = frozenset() if changes.wipe else frozenset(self._stored.get(state.extra, ()))
+            self._ops.write(self._conn, self._ring_id, ring, (extra_id, state, changes), stored)
 
 
 def _ring_record(row: Row[Any]) -> RingRecord:
@@ -360,6 +259,7 @@ def _extra_record(row: Row[Any]) -> ExtraRecord:
         cycle=row.cycle,
         version=row.version,
         issued=row.issued,
+        returnable_top=row.returnable_top,
     )
 
 

@@ -124,7 +124,7 @@ def test_get_codes_count_bounds(make_service: ServiceFactory) -> None:
     assert (status.cycle, status.remaining_in_cycle) == (312, 32 - 16)
     assert status.uniquizer == uniquizer(312) == "9N"
     assert codes[-1].startswith("9N")
-    assert service.store.stored_positions("one") <= 16
+    assert service.store.stored_positions("one") <= 2 * 16  # at most two rows per code
     assert len(service.get_codes("one", 1)) == 1
     before = state(service)
     with pytest.raises(InvalidInput, match="10001"):
@@ -198,15 +198,18 @@ def test_a_filtered_ring_drains_its_clean_codes_only(make_service: ServiceFactor
         codes += service.draw("clean", 10_000, within_cycle=True).codes
     assert len(codes) == total == len(set(codes))
     assert not [code for code in codes if is_profane(code)]
-    assert service.store.stored_positions("clean") == 0
+    # The used-up cycle keeps what it issued (pooled codes can still go back) until the
+    # wrap drops it.
+    assert service.store.stored_positions("clean") <= total
     assert service.get_code("clean").startswith("X")
+    assert service.store.stored_positions("clean") <= 2
 
 
 # --------------------------------------------------------------------------------------
-# Storage: one row at most per code issued in the current cycle, none once it wraps
+# Storage: two rows at most per code issued in the current cycle, none once it wraps
 
 
-def test_rows_grow_by_at_most_one_per_code_and_the_wrap_frees_them(
+def test_rows_grow_by_at_most_two_per_code_and_the_wrap_frees_them(
     make_service: ServiceFactory,
 ) -> None:
     service = make_service(OTHER)
@@ -216,18 +219,17 @@ def test_rows_grow_by_at_most_one_per_code_and_the_wrap_frees_them(
         service.get_codes("other", size)
         issued += size
         now = store.stored_positions("other")
-        assert now <= rows + size
-        assert now <= issued
+        assert now <= rows + 2 * size
+        assert now <= min(2 * issued, 1024)
         rows = now
     assert issued == 1024 and service.status("other").remaining_in_cycle == 0
-    assert store.stored_positions("other") == 0
     service.get_codes("other", 10)
-    assert 0 < store.stored_positions("other") <= 10
+    assert 0 < store.stored_positions("other") <= 2 * 10
     # A bump abandons the rest of the cycle, and its rows.
     service.get_code("other", bump=True)
-    assert store.stored_positions("other") <= 1
+    assert store.stored_positions("other") <= 2
     service.get_codes("other", 5, extra="hi")
-    assert store.stored_positions("other") <= 1 + 5
+    assert store.stored_positions("other") <= 2 + 2 * 5
     assert service.status("other").stored_positions == store.stored_positions("other")
 
 
@@ -286,7 +288,7 @@ def test_status_model(make_service: ServiceFactory) -> None:
     assert (by_extra[""].remaining_in_cycle, by_extra[""].percent_used) == (24, 25.0)
     assert (status.extra, status.cycle, status.remaining_in_cycle) == ("b-", 0, 28)
     assert status.percent_used == 12.5
-    assert status.stored_positions == service.store.stored_positions("one") <= 8 + 8 + 4
+    assert status.stored_positions == service.store.stored_positions("one") <= 2 * (8 + 8 + 4)
     assert RingStatus.from_dict(status.as_dict()) == status
 
 

@@ -76,7 +76,8 @@ def test_the_cycle_yields_exactly_the_given_back_and_the_never_drawn(
     assert len(rest) == len(set(rest)) == 1024 - 115
     assert set(drawn.codes[15:]) <= set(rest)
     assert not set(rest) & set(before + handed_out)
-    assert service.store.stored_positions("other") == 0
+    service.get_code("other")  # the wrap drops the used-up cycle's rows
+    assert service.store.stored_positions("other") <= 2
 
 
 def test_give_back_at_the_end_of_a_cycle_lands_in_that_cycle(

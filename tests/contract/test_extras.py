@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 
 from coder_ring import ALPHABET, ExtraConflict, InvalidInput, RingConfig, RingService
-from coder_ring.extras import ambiguous_prefixes, check_unambiguous, extends_by_alphabet
+from coder_ring.alphabet import uniquizer
+from coder_ring.extras import (
+    MAX_CYCLE,
+    Takeover,
+    ambiguous_prefixes,
+    check_unambiguous,
+    default_takeover,
+    extends_by_alphabet,
+)
 from tests.harness.shared import ServiceFactory
 
 ONE = RingConfig("one", base_length=1)
@@ -63,6 +71,33 @@ def test_check_unambiguous_names_both_extras(extra: str, used: list[str], other:
 )
 def test_check_unambiguous_lets_these_pass(extra: str, used: list[str]) -> None:
     check_unambiguous("one", extra, used)
+
+
+@pytest.mark.parametrize(
+    ("extra", "cycle", "expected"),
+    [
+        ("26", 0, Takeover(71, continues=True)),  # uniquizer "26"
+        ("26", 2, Takeover(2242, continues=True)),  # "26" + "W"
+        ("X", 0, Takeover(1, continues=True)),  # "X" + base is the default's cycle 1
+        ("X", 5, Takeover(1, continues=False)),  # "XW..." is no uniquizer: only cycle 0
+        ("XA", 3, None),  # no uniquizer starts "XA"
+        ("ABCDEFGHJKLMN", 0, None),  # its twin is beyond the largest cycle stored
+    ],
+)
+def test_default_takeover(extra: str, cycle: int, expected: Takeover | None) -> None:
+    assert default_takeover(extra, cycle) == expected
+
+
+def test_default_takeover_lands_on_the_latest_twin_a_store_can_hold() -> None:
+    # 12 characters: cycle 0's twin fits in 64 bits, cycle 1's (13 digits) does not.
+    takeover = default_takeover("ABCDEFGHJKLM", 40)
+    assert takeover is not None and not takeover.continues
+    assert uniquizer(takeover.cycle) == "ABCDEFGHJKLM" and takeover.cycle <= MAX_CYCLE
+    # Every cycle of "2" has a twin: the default extra goes on with the current one.
+    for cycle in (0, 1, 31, 32, 33, 5000):
+        takeover = default_takeover("2", cycle)
+        assert takeover is not None and takeover.continues
+        assert uniquizer(takeover.cycle) == "2" + uniquizer(cycle)
 
 
 # --------------------------------------------------------------------------------------

@@ -9,12 +9,15 @@ still hold until a draw is fenced), or the holder stops (giving back) or loses i
 the same database) draws and bumps beside them; an operator resets and rebuilds (to
 another shape and back); callers try ambiguous extras, which must change nothing.
 
+A hostile caller gives back, through the public ``RingService.give_back`` with the
+right epoch and version, values that are not the latest draws' (random ones, the right
+ones shifted or reordered): each is refused with nothing changed. One server keeps
+pools for two extras only, so the others are served without drawing ahead.
+
 After every step: no code was handed out twice since the last reset or rebuild (all
 extras and cycles), every status figure is sane, and the stored positions are what
-the sparse design allows: only below their extra's boundary, distinct values, and no
-more than the codes drawn plus the codes given back in the extra's current cycle (a
-give-back writes one row per code; the rows its draw left at the picked positions
-stay, so "no more than the codes issued in the cycle" does not hold after one).
+the sparse design allows: each extra's table is a permutation of its cycle, with at
+most two rows per code drawn in the extra's current cycle.
 
 Each example gets a fresh database (a MemoryStore, a new SQLite file, or a new
 PostgreSQL schema), migrated. Settings (``SETTINGS``), chosen so that the whole file
@@ -26,9 +29,7 @@ from __future__ import annotations
 
 import random
 import tempfile
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,25 +42,27 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
 
 from coder_ring import (
     ALPHABET,
     ExtraConflict,
     Fenced,
-    MemoryStore,
+    InvalidInput,
     RingConfig,
-    RingService,
-    SqlStore,
 )
 from coder_ring.alphabet import uniquizer
 from coder_ring.errors import NotHolding
 from coder_ring.profanity import is_profane
 from coder_ring.ring_server import RingServer
-from coder_ring.store import Drawn, Store
-from tests.harness.shared import pg_schema_url
+from coder_ring.store import Store
+from tests.contract.stateful_support import (
+    NAME,
+    Ledger,
+    RecordingService,
+    fresh_databases,
+    stored_rows,
+)
 
-NAME = "ring"
 SHAPES = (
     RingConfig(NAME, base_length=1, pool_size=6),
     RingConfig(NAME, base_length=2, profanity_filter=True, pool_size=4),
@@ -69,77 +72,6 @@ EXTRA = st.sampled_from(("", "", "", *EXTRAS[1:]))  # "" half of the time
 #: Extras refused once the extra they extend by alphabet characters was used ("" always is).
 REFUSED = {"X": "", "26": "", "AB": "", "hiX": "hi", "x-W": "x-", "26-X2": "26-"}
 SETTINGS = {"memory": (120, 50), "sqlite": (16, 40), "postgresql": (20, 40)}
-
-
-@dataclass
-class Cycle:
-    """What the engine did in one extra's current cycle, as recorded by the services."""
-
-    cycle: int
-    drawn: int = 0
-    given_back: int = 0
-
-
-class Ledger:
-    """Every draw and give-back any service made, per extra (cleared on reset/rebuild)."""
-
-    def __init__(self) -> None:
-        self.cycles: dict[str, Cycle] = {}
-
-    def drew(self, drawn: Drawn) -> None:
-        current = self.cycles.get(drawn.extra.extra)
-        if current is None or current.cycle != drawn.extra.cycle:
-            current = self.cycles[drawn.extra.extra] = Cycle(drawn.extra.cycle)
-        current.drawn += sum(cycle == current.cycle for cycle in drawn.cycles)
-
-
-class RecordingService(RingService):
-    """A real RingService that tells the ledger what it committed."""
-
-    ledger: Ledger
-
-    def draw_checked(
-        self,
-        ring: RingConfig,
-        count: int,
-        *,
-        extra: str = "",
-        bump: bool = False,
-        epoch: int | None = None,
-        within_cycle: bool = False,
-    ) -> Drawn:
-        drawn = super().draw_checked(
-            ring, count, extra=extra, bump=bump, epoch=epoch, within_cycle=within_cycle
-        )
-        self.ledger.drew(drawn)
-        return drawn
-
-    def give_back_checked(
-        self, ring: RingConfig, extra: str, values: Sequence[int], *, epoch: int, version: int
-    ) -> bool:
-        returned = super().give_back_checked(ring, extra, values, epoch=epoch, version=version)
-        if returned:
-            self.ledger.cycles[extra].given_back += len(values)
-        return returned
-
-
-def stored_rows(store: Store) -> dict[str, dict[int, int]]:
-    """extra -> {position: value} as stored, read straight from the store."""
-    if isinstance(store, MemoryStore):
-        ring = store._rings.get(NAME)  # the memory store has no query language
-        return {} if ring is None else {extra: dict(rows) for extra, rows in ring.positions.items()}
-    assert isinstance(store, SqlStore)
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT e.extra, p.position, p.value FROM coder_ring_positions p "
-                "JOIN coder_ring_extras e ON e.id = p.extra_id"
-            )
-        ).all()
-    table: dict[str, dict[int, int]] = {}
-    for extra, position, value in rows:
-        table.setdefault(extra, {})[position] = value
-    return table
 
 
 class RingMachine(RuleBasedStateMachine):
@@ -155,7 +87,10 @@ class RingMachine(RuleBasedStateMachine):
         self.services = [self._service(new_store()) for _ in range(3)]
         self.services[0].migrate()
         self.direct = self.services[0]
-        self.servers = [RingServer(service, NAME) for service in self.services[1:]]
+        self.servers = [
+            RingServer(service, NAME, max_pools=pools)
+            for service, pools in zip(self.services[1:], (len(EXTRAS), 2), strict=True)
+        ]
         self.seen: set[str] = set()
         self.holder = 0
 
@@ -296,6 +231,51 @@ class RingMachine(RuleBasedStateMachine):
         else:
             raise AssertionError(f"extra {extra!r} was accepted")
 
+    @rule(
+        extra=EXTRA,
+        kind=st.sampled_from(("random", "shifted", "reordered", "past_run")),
+        data=st.data(),
+    )
+    def hostile_give_back(self, extra: str, kind: str, data: st.DataObject) -> None:
+        """Values that are not the latest draws' go back with the right epoch and version:
+        refused, nothing changed (0.2.0 took them, and issued them twice)."""
+        state = {e.extra: e for e in self.direct.store.extra_records(NAME)}.get(extra)
+        record = self.direct.store.ring_record(NAME)
+        if state is None or record is None:
+            return
+        count = data.draw(st.integers(1, 4))
+        table = stored_rows(self.direct.store).get(extra, {})
+        top = min(state.boundary + count + 1, state.returnable_top)
+        latest = [table.get(position, position) for position in range(state.boundary, top)]
+        if kind == "random":
+            values = data.draw(
+                st.lists(
+                    st.integers(0, record.total_codes - 1), min_size=1, max_size=count, unique=True
+                )
+            )
+        elif kind == "past_run":
+            # The latest run and the codes issued before it (handed out to others).
+            beyond = min(state.returnable_top + count, record.total_codes)
+            values = [table.get(p, p) for p in range(state.boundary, beyond)]
+            if beyond <= state.returnable_top:
+                return
+        elif kind == "shifted":
+            values = latest[1 : count + 1]
+        else:
+            values = data.draw(st.permutations(latest[:count]))
+        if not values or (kind != "past_run" and values == latest[: len(values)]):
+            return  # exactly the latest draws: a real give-back, not a hostile one
+        before = self.snapshot()
+        try:
+            returned = self.direct.give_back(
+                NAME, extra, values, epoch=record.epoch, version=state.version
+            )
+        except InvalidInput as error:
+            assert repr(extra) in str(error)
+            returned = False
+        assert not returned
+        assert self.snapshot() == before
+
     def snapshot(self) -> tuple[object, ...]:
         return (
             self.direct.status(NAME).as_dict(),
@@ -324,45 +304,19 @@ class RingMachine(RuleBasedStateMachine):
             assert extra.uniquizer == uniquizer(extra.cycle)
             assert 0.0 <= extra.percent_used <= 100.0
             table = rows.get(extra.extra, {})
-            assert all(position < extra.remaining_in_cycle for position in table)
-            assert len(set(table.values())) == len(table)
-            assert all(0 <= value < total and value != key for key, value in table.items())
-            # At most one row per code drawn, and one per code given back, in this cycle.
+            assert all(value != key for key, value in table.items())
+            whole = [table.get(position, position) for position in range(total)]
+            assert sorted(whole) == list(range(total)), "not a permutation of the cycle"
+            # At most two rows per code drawn in this cycle (a give-back writes none).
             cycle = self.ledger.cycles.get(extra.extra)
             if cycle is not None and cycle.cycle == extra.cycle:
-                assert len(table) <= cycle.drawn + cycle.given_back
+                assert len(table) <= 2 * cycle.drawn
                 assert total - extra.remaining_in_cycle == cycle.drawn - cycle.given_back
         for server in self.servers:
             assert 0 <= server.pooled <= server.pool_size * len(EXTRAS)
             assert all(
                 0 <= count <= server.pool_size for count in server.pooled_by_extra().values()
             )
-
-
-def fresh_databases(
-    backend: str, tmp: Path, pg_admin: Engine | None
-) -> Callable[[], tuple[Callable[[], Store], Callable[[], None]]]:
-    """For each example: a way to open stores on a new database, and a way to drop it."""
-
-    def open_store() -> tuple[Callable[[], Store], Callable[[], None]]:
-        if backend == "memory":
-            shared = MemoryStore()
-            return (lambda: shared), (lambda: None)
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
-            return (lambda: SqlStore(url)), (lambda: None)
-        assert pg_admin is not None
-        schema = f"cr_{uuid.uuid4().hex[:12]}"
-        with pg_admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-
-        def drop() -> None:
-            with pg_admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-
-        return (lambda: SqlStore(pg_schema_url(schema))), drop
-
-    return open_store
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])

@@ -1,78 +1,34 @@
 """From a 0.1.0 database to head, on SQLite and PostgreSQL (``database_url``).
 
-0.1.0 kept each ring's whole permutation (``coder_ring_codes``: position p held a raw
-base value, the p-th kept one in ascending order before any draw; on PostgreSQL one
-partition per ring) and one extra per ring on the ring's row. The state is written
-here by hand, as 0.1.0 wrote it, after the migrations up to "0001" (0.1.0's schema):
-a ring mid-cycle in its second cycle with extra "hi", a filtered ring mid-cycle, a
-ring whose cycle is used up (the wrap is lazy), and a ring never filled. After
-``SqlStore.migrate()`` each continues its current cycle without repeating a code of it.
+The state is written by hand, as 0.1.0 wrote it, after the migrations up to "0001"
+(0.1.0's schema; :mod:`tests.harness.upgrade`): a ring mid-cycle in its second cycle
+with extra "hi", a filtered ring mid-cycle, a ring whose cycle is used up (the wrap is
+lazy), and a ring never filled. After ``SqlStore.migrate()`` each continues its current
+cycle without repeating a code of it.
+
+Rings whose extra is made only of alphabet characters (``26``: 0.1.0 accepted it; 0.2.0
+kept it, and refused the default extra beside it from then on) are upgraded from 0.1.0,
+and repaired from the state 0.2.0 left (:func:`legacy_rings`): afterwards the default
+extra serves, through the engine and a worker's pools, and repeats no code issued before.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, text
 
-from coder_ring import RingConfig, RingService, SqlStore
+from coder_ring import ALPHABET, ExtraConflict, RingService, SqlStore
 from coder_ring.alphabet import encode_base, uniquizer
 from coder_ring.profanity import is_profane
+from coder_ring.ring_server import RingServer
+from coder_ring.sql.engine import parse_database_url
 from coder_ring.sql.migrations.heads import VERSION_TABLE
 from coder_ring.sql.schema import metadata
-from coder_ring.sql.store import MIGRATIONS_DIR, parse_database_url
-
-
-@dataclass
-class OldRing:
-    """One ring as 0.1.0 stored it, with the codes its current cycle issued."""
-
-    ring_id: int
-    name: str
-    base_length: int
-    profanity_filter: bool = False
-    filled: bool = True
-    extra: str = ""
-    cycle: int = 0
-    epoch: int = 0
-    version: int = 0
-    table: list[int] = field(default_factory=list)
-    boundary: int = 0
-    issued_in_cycle: list[str] = field(default_factory=list)
-
-    def fill(self) -> None:
-        """The table before any draw: every raw base value, or the clean ones, ascending."""
-        values = range(32**self.base_length)
-        if self.profanity_filter:
-            values = [v for v in values if not is_profane(encode_base(v, self.base_length))]
-        self.table = list(values)
-        self.boundary = len(self.table)
-
-    def draw(self, count: int, rng: random.Random) -> None:
-        """0.1.0's steps: swap a random position below the boundary with the top one,
-        issue the value now at the top, lower the boundary; a new cycle at 0."""
-        for _ in range(count):
-            if self.boundary == 0:
-                self.boundary, self.cycle, self.issued_in_cycle = (
-                    len(self.table),
-                    self.cycle + 1,
-                    [],
-                )
-            pick, top = rng.randrange(self.boundary), self.boundary - 1
-            self.table[pick], self.table[top] = self.table[top], self.table[pick]
-            base = encode_base(self.table[top], self.base_length)
-            self.issued_in_cycle.append(self.extra + uniquizer(self.cycle) + base)
-            self.boundary -= 1
-
-    @property
-    def config(self) -> RingConfig:
-        return RingConfig(self.name, self.base_length, self.profanity_filter)
+from tests.harness.upgrade import OldRing, migrate_to, write_old, write_v020
 
 
 def old_rings() -> list[OldRing]:
@@ -88,59 +44,6 @@ def old_rings() -> list[OldRing]:
     done.draw(32, rng)  # used up: the next draw starts cycle 1
     never = OldRing(4, "never", 2, filled=False)
     return [mid, clean, done, never]
-
-
-def migrate_to(conn: Connection, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = conn
-    command.upgrade(config, revision)
-
-
-def write_old(conn: Connection, ring: OldRing) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO coder_ring_rings (id, name, base_length, profanity_filter, total_codes, "
-            "boundary, cycle, extra, epoch, version, filled) VALUES (:id, :name, :base_length, "
-            ":profanity_filter, :total, :boundary, :cycle, :extra, :epoch, :version, :filled)"
-        ),
-        {
-            "id": ring.ring_id,
-            "name": ring.name,
-            "base_length": ring.base_length,
-            "profanity_filter": ring.profanity_filter,
-            "total": len(ring.table),
-            "boundary": ring.boundary,
-            "cycle": ring.cycle,
-            "extra": ring.extra,
-            "epoch": ring.epoch,
-            "version": ring.version,
-            "filled": ring.filled,
-        },
-    )
-    if not ring.filled:
-        return
-    rows = [
-        {"ring_id": ring.ring_id, "position": position, "value": value}
-        for position, value in enumerate(ring.table)
-    ]
-    if conn.dialect.name == "postgresql":
-        # 0.1.0's fill: a partition per ring, loaded, keyed, then attached.
-        partition = f"coder_ring_codes_r{ring.ring_id}"
-        conn.exec_driver_sql(
-            f"CREATE TABLE {partition} (ring_id integer NOT NULL CHECK "
-            f"(ring_id = {ring.ring_id}), position integer NOT NULL, value integer NOT NULL)"
-        )
-        conn.execute(text(f"INSERT INTO {partition} VALUES (:ring_id, :position, :value)"), rows)
-        conn.exec_driver_sql(f"ALTER TABLE {partition} ADD PRIMARY KEY (ring_id, position)")
-        conn.exec_driver_sql(
-            f"ALTER TABLE coder_ring_codes ATTACH PARTITION {partition} "
-            f"FOR VALUES IN ({ring.ring_id})"
-        )
-    else:
-        conn.execute(
-            text("INSERT INTO coder_ring_codes VALUES (:ring_id, :position, :value)"), rows
-        )
 
 
 def schema_differences(database_url: str) -> list[object]:
@@ -187,7 +90,8 @@ def test_the_dense_table_is_gone_and_each_ring_keeps_its_state(
     url, rings = upgraded
     names = table_names(url)
     assert not [name for name in names if name.startswith("coder_ring_codes")]
-    assert {"coder_ring_rings", "coder_ring_extras", "coder_ring_positions"} <= names
+    assert {"coder_ring_rings", "coder_ring_extras", "coder_ring_cycle_positions"} <= names
+    assert "coder_ring_positions" not in names  # renamed: a 0.2.0 process cannot draw
     service = RingService(SqlStore(url), {ring.name: ring.config for ring in rings})
     try:
         for ring in rings:
@@ -236,7 +140,8 @@ def test_each_ring_finishes_its_cycle_without_repeating_a_code(
             assert len(rest) == len(set(rest)) == ring.boundary
             assert set(rest) == every - set(ring.issued_in_cycle)
             assert not [code for code in rest if ring.profanity_filter and is_profane(code)]
-            assert service.store.stored_positions(ring.name) == 0
+            service.draw(ring.name, 1, extra=ring.extra)  # the wrap drops the cycle's rows
+            assert service.store.stored_positions(ring.name) <= 2
         assert len(mid.issued_in_cycle) == 300 and mid.issued_in_cycle[0].startswith("hiX")
         # The used-up ring wraps on its next draw; another extra starts its own cycle.
         assert service.get_code("done", extra="2026-").startswith("2026-X")
@@ -261,3 +166,136 @@ def test_a_fresh_schema_equals_the_metadata(database_url: str) -> None:
     store.dispose()
     assert schema_differences(database_url) == []
     assert "coder_ring_codes" not in table_names(database_url)
+
+
+# --------------------------------------------------------------------------------------
+# An extra made only of alphabet characters
+
+
+def legacy_rings() -> list[OldRing]:
+    """0.1.0 rings whose extra is made only of alphabet characters. ``"26" + uniquizer +
+    base`` is the default extra's ``uniquizer + base`` in a later cycle (uniquizer
+    ``26``, ``26X``, ...); an extra starting with ``X`` meets the default extra's codes
+    at most in its cycle 1 (uniquizer ``X``): no longer uniquizer starts with ``X``."""
+    rng = random.Random(26)
+    year = OldRing(5, "year", 1, extra="26", epoch=2, version=80)
+    year.fill()
+    year.draw(2 * 32 + 10, rng)  # cycles 0 and 1, then 10 codes of cycle 2
+    ex = OldRing(6, "ex", 1, extra="X", version=41)
+    ex.fill()
+    ex.draw(32 + 8, rng)  # cycle 0 ("X" + base: the default extra's cycle 1), then 8
+    xa = OldRing(7, "xa", 1, extra="XA", version=5)
+    xa.fill()
+    xa.draw(5, rng)
+    return [year, ex, xa]
+
+
+@pytest.fixture(params=["from 0.1.0", "0.2.0 repaired"])
+def legacy(request: pytest.FixtureRequest, database_url: str) -> tuple[str, list[OldRing]]:
+    """:func:`legacy_rings` in a 0.1.0 database, or as 0.2.0 left them (its migration
+    kept the extra: the default extra was refused from then on), then migrated to head."""
+    rings = legacy_rings()
+    engine = create_engine(parse_database_url(database_url))
+    with engine.begin() as conn:
+        if request.param == "from 0.1.0":
+            migrate_to(conn, "0001")
+            for ring in rings:
+                write_old(conn, ring)
+        else:
+            migrate_to(conn, "0002")
+            rings[0].draw(30, random.Random(2))  # 0.2.0 served "26" on: into cycle 3
+            for ring in rings:
+                write_v020(conn, ring)
+    engine.dispose()
+    store = SqlStore(database_url)
+    store.migrate()
+    store.dispose()
+    return database_url, rings
+
+
+def test_the_default_extra_takes_an_alphabet_only_extra_over(
+    legacy: tuple[str, list[OldRing]],
+) -> None:
+    url, rings = legacy
+    year = rings[0]
+    service = RingService(SqlStore(url), {ring.name: ring.config for ring in rings})
+    try:
+        # "26" in cycle c is the default extra in the cycle of uniquizer "26" + u(c): the
+        # default extra continues that cycle where "26" stopped.
+        state = service.status("year")
+        assert [extra.extra for extra in state.extras] == [""]
+        assert uniquizer(state.cycle) == "26" + uniquizer(year.cycle)
+        assert state.remaining_in_cycle == year.boundary
+        assert state.extras[0].issued == len(year.issued)
+        # "X" in cycle 0 was the default extra's cycle 1; no later code of "X" can be one
+        # of the default extra's: the default extra starts after cycle 1.
+        state = service.status("ex")
+        assert [(e.extra, e.cycle, e.remaining_in_cycle) for e in state.extras] == [("", 1, 0)]
+        # No code of "XA" can ever be one of the default extra's: it starts afresh.
+        assert service.status("xa").extras == ()
+        for ring in rings:
+            with pytest.raises(ExtraConflict, match=f"extra {ring.extra!r} is refused"):
+                service.get_code(ring.name, extra=ring.extra)
+    finally:
+        service.close()
+
+
+def test_after_the_upgrade_the_default_extra_serves_and_repeats_nothing(
+    legacy: tuple[str, list[OldRing]],
+) -> None:
+    url, rings = legacy
+    service = RingService(SqlStore(url), {ring.name: ring.config for ring in rings})
+    try:
+        for ring in rings:
+            # A worker's first use: activate (a claim, then the default extra's pool),
+            # codes from the pool, beat's refill, a graceful stop.
+            server = RingServer(service, ring.name, pool_size=8)
+            try:
+                server.activate()
+                served = [*server.get_codes(5), server.get_code()]
+                assert server.refill() == 6
+                served += server.get_codes(8)
+                assert server.deactivate() == 0  # the pool was empty
+            finally:
+                server.close()
+            served += service.get_codes(ring.name, 4 * 32)  # through four cycles
+            assert len(served) == len(set(served)) == 14 + 4 * 32
+            assert not set(served) & set(ring.issued), ring.name
+            if ring.name == "year":
+                # In issue order: first the rest of the cycle "26" stopped in.
+                cycle = {"26" + uniquizer(ring.cycle) + code for code in ALPHABET}
+                assert set(served[: ring.boundary]) == cycle - set(ring.issued_in_cycle)
+            if ring.name == "ex":
+                assert served[0].startswith(uniquizer(2))  # cycle 1 was "X"'s cycle 0
+    finally:
+        service.close()
+
+
+def test_the_repair_keeps_a_default_extra_beside_one_apart(database_url: str) -> None:
+    # Neither 0.1.0 nor 0.2.0 could leave both extras; the repair keeps them apart anyway.
+    year = legacy_rings()[0]
+    engine = create_engine(parse_database_url(database_url))
+    with engine.begin() as conn:
+        migrate_to(conn, "0002")
+        write_v020(conn, year)
+        default_id = conn.execute(
+            text(
+                "INSERT INTO coder_ring_extras (ring_id, extra, boundary, cycle, version, "
+                "issued) VALUES (5, '', 10, 5, 1, 182) RETURNING id"
+            )
+        ).scalar_one()
+        conn.execute(text(f"INSERT INTO coder_ring_positions VALUES ({default_id}, 3, 7)"))
+    engine.dispose()
+    service = RingService(SqlStore(database_url), {"year": year.config})
+    try:
+        service.migrate()
+        state = service.status("year")
+        # Only the default extra, at the end of the twin of "26"'s cycle: used up.
+        assert [(e.extra, e.remaining_in_cycle) for e in state.extras] == [("", 0)]
+        assert uniquizer(state.cycle) == "26" + uniquizer(year.cycle)
+        assert state.stored_positions == 0
+        codes = service.get_codes("year", 40)
+        assert codes[0].startswith(uniquizer(state.cycle + 1))
+        assert not set(codes) & set(year.issued)
+    finally:
+        service.close()

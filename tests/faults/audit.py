@@ -8,8 +8,8 @@ Per ring (checked once the workers stopped gracefully, their pools given back):
 * no code received in the current cycle of its (ring, extra) is still unissued in the
   database: the positions below the extra's boundary (stored ones and the untouched
   ones, whose value is their position) hold exactly the cycle's unissued values;
-* no position is stored at or above a boundary (``store.stored_positions`` equals the
-  rows read below the boundaries);
+* no position is stored outside its cycle (``store.stored_positions`` equals the rows
+  read within the cycles' sizes);
 * codes received <= codes issued, per (ring, extra) (``issued`` of the status);
 * codes lost (issued minus received) stay within the bound: a pool per extra for each
   fault that hit the ring's holder without a graceful stop (SIGKILL, SIGSTOP, a Redis
@@ -62,7 +62,7 @@ def unissued_values(service: RingService, ring: str, extra: str) -> tuple[set[in
         if locked is None or state is None:
             return None
         below = set(range(state.boundary))
-        stored = locked.read_positions(extra, below)
+        stored = locked.read_positions(extra, set(range(locked.record.total_codes)))
     return {stored.get(position, position) for position in below}, len(stored)
 
 
@@ -127,7 +127,7 @@ def ring_figures(
         )
     stored = service.store.stored_positions(ring)
     if stored != rows:
-        problems.append(f"ring {ring}: {stored} positions stored, {rows} below the boundaries")
+        problems.append(f"ring {ring}: {stored} positions stored, {rows} within the cycles")
 
     hits = sum(1 for f in faults if f.kind in POOL_LOSING and ring in f.rings)
     lapses = sum(

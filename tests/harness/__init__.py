@@ -20,8 +20,9 @@ The modules: :mod:`~tests.harness.config` (paths, commands, rings file, environm
 ``wait_until``), :mod:`~tests.harness.processes` (worker, beat and flower processes),
 :mod:`~tests.harness.cluster` (members, queues, lock holders), and, imported by name,
 :mod:`~tests.harness.shared` (the shared servers), :mod:`~tests.harness.cli` (the
-``coder-ring`` group run in a test) and :mod:`~tests.harness.inprocess` (a worker in the
-test's own process).
+``coder-ring`` group run in a test), :mod:`~tests.harness.inprocess` (a worker in the
+test's own process) and :mod:`~tests.harness.upgrade` (0.1.0 and 0.2.0 databases written
+by hand).
 """
 
 from tests.harness.calls import assert_distinct, caller_app, ring_calls, run_cli, wait_until

@@ -9,13 +9,22 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from coder_ring import RingService
 from coder_ring.store import Store
 
+#: The database every PostgreSQL test runs in (``CODER_RING_TEST_PG`` names another). It
+#: is made with the defaults of a server tuned for speed, which the store must override
+#: for its guarantee (a committed draw survives a crash; concurrent draws wait, not fail):
+#: every PostgreSQL test checks those session pins, at no extra test time.
+TUNED_DATABASE = "coder_ring_tuned"
+HOSTILE_DEFAULTS = {"synchronous_commit": "off", "default_transaction_isolation": "serializable"}
 PG_ADMIN_URL = os.environ.get(
-    "CODER_RING_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "CODER_RING_TEST_PG", f"postgresql+psycopg://postgres@127.0.0.1:5432/{TUNED_DATABASE}"
 )
+#: Key of the advisory lock under which test runs (of any worktree) prepare the database.
+_PREPARE_LOCK_KEY = 0x636F_6465_7274  # "codert"
 REDIS_TEST_URL = os.environ.get("CODER_RING_TEST_REDIS", "redis://127.0.0.1:6379/9")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ("memory", "sqlite", "postgresql")
@@ -37,3 +46,27 @@ def require(server: str, problem: BaseException) -> None:
 def pg_schema_url(schema: str) -> str:
     """The test database's URL with ``schema`` as its search_path."""
     return f"{PG_ADMIN_URL}?options={quote(f'-csearch_path={schema}')}"
+
+
+def prepare_test_database(url: str = PG_ADMIN_URL) -> None:
+    """Create ``url``'s database unless it exists, and give it :data:`HOSTILE_DEFAULTS`
+    (new sessions see them). Idempotent, and safe for several test runs at once: they
+    take turns under an advisory lock in the server's ``postgres`` database."""
+    target = make_url(url)
+    name = target.database
+    server = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PREPARE_LOCK_KEY})
+            try:
+                found = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if found is None:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+                for setting, value in HOSTILE_DEFAULTS.items():
+                    conn.execute(text(f"ALTER DATABASE \"{name}\" SET {setting} = '{value}'"))
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PREPARE_LOCK_KEY})
+    finally:
+        server.dispose()

@@ -10,6 +10,7 @@ import pytest
 from coder_ring.alphabet import (
     ALPHABET,
     code_space,
+    cycle_of_uniquizer,
     decode_base,
     encode_base,
     format_code,
@@ -82,6 +83,14 @@ def test_uniquizers_are_distinct_alphabet_strings_that_grow_only_when_needed() -
     assert lengths == sorted(lengths)
     assert lengths.count(1) == 32
     assert lengths.count(2) == 32 * 32 - 32
+
+
+def test_cycle_of_uniquizer_inverts_uniquizer() -> None:
+    for cycle in [*range(40_000), 2**63 - 1]:
+        assert cycle_of_uniquizer(uniquizer(cycle)) == cycle
+    assert cycle_of_uniquizer("26") == 71
+    # No cycle: a character outside the alphabet, or X (the digit 0) leading.
+    assert [cycle_of_uniquizer(text) for text in ("XA", "XX", "26-", "a", "0")] == [None] * 5
 
 
 def test_format_code() -> None:

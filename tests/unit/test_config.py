@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from coder_ring import CoderRingError, ConfigError, RingConfig, Settings, load_rings
+from coder_ring.config import RingsFile
 
 
 def write(tmp_path: Path, body: str) -> Path:
@@ -178,3 +181,52 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert settings.database_url == "postgresql://db/x"
     assert settings.config_path == path
     assert settings.load_rings() == {"doodad": RingConfig("doodad", base_length=1)}
+
+
+def edit(path: Path, body: str, stamp: int) -> None:
+    """Write ``body`` with modification time ``stamp`` s: every edit is seen as one."""
+    path.write_text(body, encoding="utf-8")
+    os.utime(path, ns=(stamp * 10**9, stamp * 10**9))
+
+
+def test_callers_keep_the_last_good_rings_and_warn_once_per_bad_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="coder_ring.config")
+    path = tmp_path / "rings.toml"
+    rings = RingsFile(path)
+    with pytest.raises(ConfigError, match="cannot read rings file"):
+        rings.rings_or_last_good()  # never good in this process: today's error
+    edit(path, "[rings.widget]\npool_size = -1\n", 1)
+    with pytest.raises(ConfigError, match="'pool_size'"):
+        rings.rings_or_last_good()
+    good = "[rings.widget]\n[rings.doodad]\nbase_length = 1\n"
+    edit(path, good, 2)
+    first = rings.rings_or_last_good()
+    assert set(first) == {"widget", "doodad"} and caplog.records == []
+
+    edit(path, good + "[rings.gadget]\nbase_lenght = 2\n", 3)
+    for _ in range(3):
+        assert rings.rings_or_last_good() == first
+    edit(path, good + "[rings.gadget]\nbase_lenght = 2\n", 4)  # the same content again
+    assert rings.rings_or_last_good() == first
+    (warned,) = [record.getMessage() for record in caplog.records]
+    assert caplog.records[0].levelno == logging.WARNING and "\n" not in warned
+    assert f"{path}: ring 'gadget': unknown key 'base_lenght'" in warned
+    assert warned.endswith("callers go on with the rings as before: doodad, widget")
+    with pytest.raises(ConfigError, match="base_lenght"):
+        rings.rings()  # the worker's reading: the error, as before
+
+    edit(path, good + "[rings.Bad-Name]\n", 5)  # another bad content: another warning
+    assert rings.rings_or_last_good() == first
+    path.unlink()  # and a file gone
+    assert rings.rings_or_last_good() == first
+    assert len(caplog.records) == 3
+    assert "'Bad-Name'" in caplog.records[1].getMessage()
+    assert "cannot read rings file" in caplog.records[2].getMessage()
+
+    edit(path, good + "[rings.gadget]\nbase_length = 2\n", 6)  # fixed: picked up
+    assert set(rings.rings_or_last_good()) == {"widget", "doodad", "gadget"}
+    edit(path, good + "[rings.Bad-Name]\n", 7)  # a bad edit after a good one: told again
+    assert set(rings.rings_or_last_good()) == {"widget", "doodad", "gadget"}
+    assert len(caplog.records) == 4

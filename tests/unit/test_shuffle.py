@@ -1,10 +1,12 @@
-"""The ring maths (coder_ring.shuffle): plan_draw, run_plan and give_back_rows, no I/O.
+"""The ring maths (coder_ring.shuffle): plan_draw, run_plan and the give-back check, no
+I/O.
 
 :class:`Sparse` stores a cycle as the stores do (only the positions whose value is
 not their own, read only where the plan says) and checks, against a record of what
 each cycle issued kept independently of the maths, that no value is issued twice in a
-cycle, that a cycle run to its end issues every value once, and that rows are only
-kept below the boundary, at most one per code issued in the cycle.
+cycle, that a cycle run to its end issues every value once, that the positions above
+the boundary hold what was issued (the latest lowest), and that a cycle keeps at most
+two rows per code issued in it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from coder_ring.shuffle import (
     CycleState,
     RandBelow,
     Segment,
-    give_back_rows,
+    check_give_back,
+    give_back_positions,
     plan_draw,
     run_plan,
 )
@@ -68,7 +71,9 @@ class Sparse:
 
     def give_back(self, values: list[int]) -> None:
         """Return the last ``len(values)`` issued, ``values[0]`` the last drawn."""
-        self.rows.update(give_back_rows(self.state.boundary, values))
+        positions = give_back_positions(self.state.boundary, len(values))
+        stored = {position: self.rows[position] for position in positions if position in self.rows}
+        assert check_give_back(self.state.boundary, values, stored)
         self.state = CycleState(
             self.state.total, self.state.boundary + len(values), self.state.cycle
         )
@@ -90,7 +95,9 @@ class Sparse:
         current = self.issued[cycle]
         assert len(current) == total - boundary
         assert sorted(self.unissued() + current) == list(range(total))
-        assert all(position < boundary for position in self.rows)
+        # Above the boundary: what this cycle issued, the latest lowest.
+        above = [self.rows.get(position, position) for position in range(boundary, total)]
+        assert above == current[::-1]
         assert all(value != position for position, value in self.rows.items())
 
 
@@ -106,16 +113,18 @@ def test_steps_go_from_the_top_down_and_store_what_moved() -> None:
     assert (plan.state, plan.wipe) == (CycleState(5, 2, 0), False)
     assert plan.reads == {0, 2, 3, 4}
     outcome = run_plan(plan, {})
-    # Step 1 issues 3 and moves 4 down to 3; step 2 issues 0 and moves that 4 to 0;
-    # step 3 picks its own top and issues 2. Left: 4 at 0, 1 at 1.
+    # Step 1 issues 3 and swaps it with 4 at the top; step 2 issues 0 and swaps it with
+    # that 4 (now at 3); step 3 picks its own top and issues 2. Left: 4 at 0, 1 at 1;
+    # above the boundary what was issued, the latest lowest: 2 at 2, 0 at 3, 3 at 4.
     assert outcome.issued == [(3, 0), (0, 0), (2, 0)]
-    assert (outcome.upserts, outcome.deletes, outcome.wipe) == ({0: 4}, [], False)
+    assert (outcome.upserts, outcome.deletes, outcome.wipe) == ({0: 4, 3: 0, 4: 3}, [], False)
 
 
 def test_rows_that_go_back_to_their_own_value_are_deleted() -> None:
     plan = plan_draw(CycleState(4, 2, 0), 1, lambda _: 0)
     outcome = run_plan(plan, {0: 1, 1: 0})
     assert outcome.issued == [(1, 0)]
+    # 1 issued from position 0 goes to its own position 1; 0 comes home to 0.
     assert (outcome.upserts, sorted(outcome.deletes)) == ({}, [0, 1])
 
 
@@ -126,7 +135,8 @@ def test_the_wrap_is_lazy_and_within_cycle_stops_at_the_end() -> None:
     assert plan.state == CycleState(4, 0, 0)
     plan = plan_draw(plan.state, 3, lambda _: 0, within_cycle=True)
     assert plan.segments == (Segment(1, 4, (0, 0, 0), fresh=True),)
-    assert (plan.state, plan.reads, plan.wipe) == (CycleState(4, 1, 1), set(), False)
+    # The wrap drops cycle 0's rows (what it issued, kept for give-backs until now).
+    assert (plan.state, plan.reads, plan.wipe) == (CycleState(4, 1, 1), set(), True)
 
 
 def test_a_draw_crosses_cycles_without_within_cycle() -> None:
@@ -149,13 +159,20 @@ def test_a_bump_starts_the_next_cycle_and_abandons_the_rows() -> None:
     outcome = run_plan(plan, {})
     assert outcome.issued == [(7, 3), (6, 3)]
     assert (outcome.wipe, outcome.upserts) == (True, {})
-    # A used-up cycle has no rows: bumping from it wipes nothing.
-    assert not plan_draw(CycleState(8, 0, 2), 1, lambda _: 0, bump=True).wipe
+    # A used-up cycle keeps what it issued until it is left: a bump drops it too.
+    assert plan_draw(CycleState(8, 0, 2), 1, lambda _: 0, bump=True).wipe
 
 
-def test_give_back_rows_put_the_last_drawn_lowest() -> None:
-    assert give_back_rows(3, [5, 4, 9]) == {3: 5, 5: 9}
-    assert give_back_rows(0, []) == {}
+def test_a_give_back_must_name_the_values_issued_from_its_positions() -> None:
+    assert give_back_positions(3, 3) == {3, 4, 5}
+    # Positions 3.. hold 5, 4 (its own), 9: only exactly that run goes back.
+    stored = {3: 5, 5: 9}
+    assert check_give_back(3, [5, 4, 9], stored)
+    assert check_give_back(3, [5, 4], stored)
+    assert check_give_back(0, [], stored)
+    assert not check_give_back(3, [5, 9, 4], stored)  # right values, wrong positions
+    assert not check_give_back(3, [5, 4, 8], stored)  # 8 was not issued from 5
+    assert not check_give_back(3, [4, 9], stored)  # not from the boundary up
 
 
 def test_every_order_comes_from_exactly_one_sequence_of_picks() -> None:
@@ -200,11 +217,10 @@ def test_any_draws_never_repeat_within_a_cycle_and_complete_every_cycle(
         assert 1 <= len(issued) <= count
         assert len(issued) == count or within_cycle
         ring.check()
-        assert len(ring.rows) <= len(ring.issued[ring.state.cycle])
+        assert len(ring.rows) <= 2 * len(ring.issued[ring.state.cycle])
         if ring.state.cycle == before_cycle:
-            assert len(ring.rows) - before_rows <= len(ring.issued[before_cycle]) - before_issued
-        if ring.state.boundary == 0:
-            assert not ring.rows
+            added = len(ring.issued[before_cycle]) - before_issued
+            assert len(ring.rows) - before_rows <= 2 * added
 
 
 @settings(max_examples=300, deadline=None)
@@ -236,5 +252,31 @@ def test_giving_back_the_last_drawn_lets_the_cycle_complete_exactly(
     assert set(returned) <= set(rest)
     assert sorted(ring.issued[cycle]) == list(range(total))
     assert ring.state == CycleState(total, 0, cycle)
-    assert not ring.rows
     ring.check()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.integers(1, 24),
+    draws=DRAWS,
+    values=st.lists(st.integers(0, 23), min_size=1, max_size=6, unique=True),
+    seed=st.integers(0, 2**32),
+)
+def test_no_give_back_but_the_exact_last_draws_passes_the_check(
+    total: int, draws: list[tuple[int, bool, bool]], values: list[int], seed: int
+) -> None:
+    """Whatever a caller claims to give back, the check passes only for the values issued
+    last, from the boundary up: anything else (a value never issued, one issued
+    elsewhere, the right ones in another order) would be issued twice."""
+    rng = random.Random(seed)
+    ring = Sparse(total)
+    for count, bump, within_cycle in draws:
+        ring.draw(count, rng.randrange, bump=bump, within_cycle=within_cycle)
+    boundary, current = ring.state.boundary, ring.issued[ring.state.cycle]
+    positions = give_back_positions(boundary, len(values))
+    stored = {position: ring.rows[position] for position in positions if position in ring.rows}
+    fits = boundary + len(values) <= total
+    latest = current[len(current) - len(values) :][::-1]
+    assert (fits and check_give_back(boundary, values, stored)) == (
+        len(latest) == len(values) and values == latest
+    )

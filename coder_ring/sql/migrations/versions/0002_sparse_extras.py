@@ -6,7 +6,10 @@ the positions whose value differs from the initial order). A ring that was mid-c
 keeps its extra, cycle, boundary and the values below the boundary, so it continues
 without repeating a code of its current cycle. Filtered rings' values are renumbered
 from 0.1.0's raw base values to their rank among the clean codes, the order the new
-engine renders. Not reversible: restore a backup to go back to 0.1.0.
+engine renders. An extra made only of alphabet characters (``26``), which 0.2.0
+refuses and which would block the default extra, is handed over to the default extra
+(:func:`coder_ring.extras.default_takeover`; 0.2.0 kept it: "0003" repairs that).
+Not reversible: restore a backup to go back to 0.1.0.
 
 Revision ID: 0002
 Revises: 0001
@@ -18,6 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from coder_ring.alphabet import encode_base
+from coder_ring.extras import default_takeover, is_legacy_extra
 from coder_ring.profanity import space_of
 
 revision = "0002"
@@ -88,6 +92,14 @@ def _move_ring(bind: sa.Connection, ring: sa.Row) -> None:  # type: ignore[type-
         return  # never drawn from: it starts fresh, as any new ring
     total = space.total
     issued = ring.cycle * total + (total - ring.boundary)
+    extra, cycle, boundary = ring.extra, ring.cycle, ring.boundary
+    if is_legacy_extra(extra):
+        takeover = default_takeover(extra, cycle)
+        if takeover is None:
+            return  # no code of the default extra can be one of its codes: it starts fresh
+        extra, cycle = "", takeover.cycle
+        if not takeover.continues:
+            boundary = 0  # that cycle was used up: nothing below the boundary to copy
     extra_id = bind.execute(
         sa.text(
             "INSERT INTO coder_ring_extras (ring_id, extra, boundary, cycle, version, issued) "
@@ -95,9 +107,9 @@ def _move_ring(bind: sa.Connection, ring: sa.Row) -> None:  # type: ignore[type-
         ),
         {
             "ring_id": ring.id,
-            "extra": ring.extra,
-            "boundary": ring.boundary,
-            "cycle": ring.cycle,
+            "extra": extra,
+            "boundary": boundary,
+            "cycle": cycle,
             "version": ring.version,
             "issued": issued,
         },
@@ -110,7 +122,7 @@ def _move_ring(bind: sa.Connection, ring: sa.Row) -> None:  # type: ignore[type-
                 "SELECT :extra_id, position, value FROM coder_ring_codes "
                 "WHERE ring_id = :ring_id AND position < :boundary AND value <> position"
             ),
-            {"extra_id": extra_id, "ring_id": ring.id, "boundary": ring.boundary},
+            {"extra_id": extra_id, "ring_id": ring.id, "boundary": boundary},
         )
         return
     rows = bind.execute(
@@ -118,7 +130,7 @@ def _move_ring(bind: sa.Connection, ring: sa.Row) -> None:  # type: ignore[type-
             "SELECT position, value FROM coder_ring_codes "
             "WHERE ring_id = :ring_id AND position < :boundary"
         ),
-        {"ring_id": ring.id, "boundary": ring.boundary},
+        {"ring_id": ring.id, "boundary": boundary},
     ).tuples()
     moved: list[dict[str, int]] = []
     for position, raw in rows:
