@@ -26,7 +26,7 @@ from tests.harness.cli import CODE_CHAR, Cli, assert_one_line_error, ready_cli, 
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_COMMANDS = ("init", "migrate", "populate", "get", "status", "reset", "rebuild")
-HEAD = "0002"  # the newest migration
+HEAD = "0004"  # the newest migration
 PAIR_CODES = space_of(2, True).total
 
 

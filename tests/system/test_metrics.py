@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from coder_ring.metrics.catalog import DATABASE, DEFAULT_EXTRAS_SHOWN, OTHER_EXTRAS, WORKER
+from coder_ring.ring_server import MAX_POOLED_EXTRAS
 from coder_ring.service import RingService
 from tests.harness import (
     ProcessGroup,
@@ -109,16 +110,19 @@ def test_scrapes_match_status_after_a_wrap_extras_and_an_error(
     assert value(database, "coder_ring_redis_up") == 1
 
     # Extras are callers' strings: the series per extra stay bounded.
+    extras = MAX_POOLED_EXTRAS + 6
     with caller_app(env) as app:
-        for index in range(11):
+        for index in range(extras):
             get(app, extra=f"k-{index:02}")
     served = scrape(f"http://127.0.0.1:{port}/metrics", worker)
     database = scrape(metrics.url, metrics)
     pooled = label_values(served, "coder_ring_pooled_codes", "extra")
-    assert set(pooled) == {f"k-{index:02}" for index in range(3, 11)}  # the 8 latest
+    # The first extras to come keep their pools; the later ones are drawn exactly.
+    first = {"", "hi", WEIRD} | {f"k-{index:02}" for index in range(MAX_POOLED_EXTRAS - 3)}
+    assert set(pooled) == first
     issued = label_values(served, "coder_ring_codes_issued_total", "extra")
     assert set(issued) == set(pooled) | {OTHER_EXTRAS}
-    assert issued[OTHER_EXTRAS] == 40 + 8 + 2 + 3 and sum(issued.values()) == 61
+    assert issued[OTHER_EXTRAS] == 9 and sum(issued.values()) == 40 + 8 + 2 + extras
     # coder-ring metrics: the extras the status lists first (latest written first: an
     # evicted pool's give-back counts), once the give-backs of the evictions landed.
     service = RingService.from_settings(engine_settings(env))
@@ -134,7 +138,7 @@ def test_scrapes_match_status_after_a_wrap_extras_and_an_error(
         service.close()
     database = scrape(metrics.url, metrics)
     assert len(label_values(database, "coder_ring_cycle", "extra")) == DEFAULT_EXTRAS_SHOWN
-    assert value(database, "coder_ring_extras", ring=RING) == 14
+    assert value(database, "coder_ring_extras", ring=RING) == 3 + extras
 
 
 # --------------------------------------------------------------------------------------

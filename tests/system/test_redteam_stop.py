@@ -3,7 +3,7 @@
 Before 0.3.0's change ``WorkerRuntime.stop`` joined the lease thread before leaving
 the registry; now the thread keeps running (to renew locks during the give-backs), so
 a round already under way when ``stop`` begins goes on after ``membership.leave``.
-The round is held at its first step here (a hook on ``_reload_if_changed``, a file
+The round is held at its first step here (a hook on ``reload.round``, a file
 stat in real life) until ``leave`` ran: the interleaving a stop meets whenever the
 lease thread is mid-round, made certain.
 """
@@ -69,7 +69,7 @@ def test_a_stopped_worker_is_not_a_member_after_stop(shared_redis: str, tmp_path
 
         left = threading.Event()
         in_round = threading.Event()
-        leave, reload_if_changed = runtime.membership.leave, runtime._reload_if_changed
+        leave, reload_round = runtime.membership.leave, runtime.reload.round
 
         def leave_then_signal(member_id: str) -> None:
             leave(member_id)
@@ -77,11 +77,13 @@ def test_a_stopped_worker_is_not_a_member_after_stop(shared_redis: str, tmp_path
 
         def held_round() -> None:
             in_round.set()
-            left.wait(10)  # the round goes on once stop() has left the registry
-            reload_if_changed()
+            # The round goes on once stop() has left the registry, if stop() does not
+            # wait for it (it must: then this gives up after 2 s).
+            left.wait(2)
+            reload_round()
 
         runtime.membership.leave = leave_then_signal  # type: ignore[method-assign]
-        runtime._reload_if_changed = held_round  # type: ignore[method-assign]
+        runtime.reload.round = held_round  # type: ignore[method-assign]
         runtime._wake.set()
         assert in_round.wait(10)
         runtime.stop(give_back=True)
