@@ -98,7 +98,8 @@ class NetnsWorker(WorkerProcess):
     ) -> None:
         super().__init__(name, env, log_path, cli=True, **kwargs)
         self.host = host
-        # WorkerProcess builds `python -m workers.cli worker ...`; run the console script.
+        # WorkerProcess builds `python -m coder_ring.celery.cli worker ...`; run the console
+        # script (the same command, on the namespace's PATH).
         self.argv = host.argv([COMMAND, *self.argv[len(CODER_RING) :]])
 
 

@@ -26,9 +26,9 @@ from typing import Any
 import redis
 
 from coder_ring.config import RingConfig
+from coder_ring.registry.keys import member_key
 from coder_ring.settings import Settings
 from tests.harness import WorkerProcess, lock_holders, members, service_for, write_rings
-from workers.names import member_key
 
 #: Errors a caller may get from ``.delay()`` itself: the request was never sent, so it
 #: cannot have drawn a code (a ring removed from the rings file; a ring no live worker

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from coder_ring.registry import notices
 from tests.harness import (
     ProcessGroup,
     WorkerProcess,
@@ -33,7 +34,6 @@ from tests.harness import (
     wait_until,
 )
 from tests.system.accounting_support import Ledger, write_rings_atomically
-from workers import notices
 
 SEED_VARIABLE = "CODER_RING_ACCOUNTING_SEED"
 #: A caller's wait for its result: longer than any graceful operation can hold a request
