@@ -30,6 +30,7 @@ import redis
 
 from coder_ring.celery.health import LOST, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
+from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
@@ -38,7 +39,7 @@ from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import Lease, lock_holders, new_member_id
+from coder_ring.registry.lease import Lease, LeaseBook, lock_holders, new_member_id
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
@@ -110,6 +111,14 @@ class WorkerRuntime:
             self.namespace,
             self._on_notice,
         )
+        self.locks = RingLocks(
+            LeaseBook(self.redis, self.member_id, ttl),
+            self.member_id,
+            node,
+            won=self._won,
+            lost=self._lost,
+            leave=self.hand_off,
+        )
         self.reload = RingsReload(self, rings_file, seen)
         self.reload.sync()
         #: Ring metrics (coder_ring.metrics.worker), served on CODER_RING_METRICS_PORT if set.
@@ -164,6 +173,7 @@ class WorkerRuntime:
         if self._thread is not None:
             self._thread.join(timeout=self.settings.lock_ttl)
         self.refills.shutdown(wait=True)
+        self._listener.join()
         self.redis.close()
         self.metrics.close()
         self.service.close()
@@ -204,19 +214,13 @@ class WorkerRuntime:
             try:
                 with self._in_round:
                     if self._stopping.is_set():
-                        self._renew_held()
+                        self.locks.keep(list(self.seats.values()))
                     else:
                         self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
             self._wake.wait(period)
             self._wake.clear()
-
-    def _renew_held(self) -> None:
-        """While stopping: keep the locks of the rings not let go yet (their pools are on
-        their way back), and nothing else."""
-        for seat in list(self.seats.values()):
-            seat.keep()
 
     def _round(self) -> None:
         if not self._stopping.is_set():  # stop() closes every seat: none may open again
@@ -242,68 +246,14 @@ class WorkerRuntime:
                 notices.publish(self.redis, self.namespace, notices.ASSIGNED)
         except redis.RedisError as error:
             log.warning("registry unreachable (%s); renewing what this worker holds", error)
-        for seat in list(self.seats.values()):
-            self._tend(seat, assignment, live)
-        self._check_epochs()
-
-    def _tend(self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]) -> None:
-        with seat.transition:
-            self._tend_locked(seat, assignment, live)
-
-    def _tend_locked(
-        self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str]
-    ) -> None:
-        target = None if assignment is None else assignment.get(seat.ring)
-        # Follow the assignment; a ring assigned to nobody alive may be taken by anyone
-        # (no coordinator yet, or Redis was wiped): the lock decides, the coordinator
-        # then keeps it where it is.
-        wanted = (
-            self.healthy
-            and not seat.closed
-            and (target == self.member_id or target is None or target not in live)
+        self.locks.follow(
+            list(self.seats.values()),
+            assignment,
+            live,
+            healthy=self.healthy,
+            stopping=self._stopping.is_set(),
         )
-        held = seat.has_lock()
-        lapsed = held and seat.valid_until <= time.monotonic()
-        try:
-            if seat.handing_off:
-                # Keep the lock until the pool is home (the handoff releases it).
-                seat.valid_until = seat.lease.renew() or 0.0
-                return
-            if wanted:
-                until = seat.lease.acquire_or_renew()
-            elif held and not lapsed:
-                until = seat.lease.renew()
-                if until is not None:
-                    seat.valid_until = until
-                    self.hand_off(seat, f"assigned to {target}" if target else "released")
-                    return
-            else:
-                until = None
-        except redis.RedisError as error:
-            if held:
-                log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
-            until = None
-        if self._stopping.is_set():
-            if until is not None and not held:
-                # Won just as the worker stops: let it go at once (nothing to give back).
-                with contextlib.suppress(redis.RedisError):
-                    seat.lease.release()
-            return
-        if lapsed:
-            # The lease lapsed before this renewal (the process was paused, or this thread
-            # starved, past the TTL): another worker may have held the ring meanwhile, so
-            # it is a loss even if the renewal worked; the ring is claimed anew next round.
-            until = None
-        seat.valid_until = until or 0.0
-        if until is not None and not held:
-            log.info("ring %s: lock won by %s", seat.ring, self.node)
-            self.metrics.won(seat.ring)
-            self._transitions.submit(self._activate, seat)
-            self.on_change()
-        elif until is None and held:
-            log.warning("ring %s: lock lost; pool dropped", seat.ring)
-            self._transitions.submit(seat.server.deactivate, True)
-            self.on_change()
+        self._check_epochs()
 
     def new_seat(self, ring: str) -> RingSeat:
         """A seat for ``ring`` (configured), not held."""
@@ -332,6 +282,15 @@ class WorkerRuntime:
         except Exception:  # an executor would keep it to itself
             log.exception("ring %s: handoff failed", seat.ring)
         self.reload.handed_off(seat)
+        self.on_change()
+
+    def _won(self, seat: RingSeat) -> None:
+        self.metrics.won(seat.ring)
+        self._transitions.submit(self._activate, seat)
+        self.on_change()
+
+    def _lost(self, seat: RingSeat) -> None:
+        self._transitions.submit(seat.server.deactivate, True)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:

@@ -70,18 +70,6 @@ class RingSeat:
         self.valid_until = until or 0.0
         return until is not None
 
-    def keep(self) -> None:
-        """Renew the lock if it is held (a stopping worker keeps it until its pool is
-        home), whatever else the seat is doing."""
-        with self.transition:
-            if not self.has_lock():
-                return
-            try:
-                until = self.lease.renew()
-            except redis.RedisError:
-                until = None
-            self.valid_until = until or 0.0
-
     def let_go(self, give_back: bool) -> tuple[int, bool]:
         """Stop serving: wait for the request in flight, give the pool back (when
         ``give_back``), then release the lock. Returns (codes given back, whether a held

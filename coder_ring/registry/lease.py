@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import redis
 
@@ -32,6 +32,25 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Per key: extend it if it holds our token, else take it if free and asked to (ARGV[2 +
+# index] is "1"). One call tends every lock of a worker: a round costs one round trip,
+# not one per ring.
+_TEND_MANY = """
+local result = {}
+for index, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    result[index] = redis.call('pexpire', key, ARGV[2])
+  elseif ARGV[index + 2] == '1' and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    result[index] = 1
+  else
+    result[index] = 0
+  end
+end
+return result
+"""
+#: Locks one script call tends at most: a script holds Redis while it runs (about a
+#: millisecond per thousand keys), so more go in several calls.
+LOCKS_PER_CALL = 1000
 TOKEN_SEPARATOR = "|"
 #: Share of the TTL a holder counts on: the rest covers clock-rate differences.
 SAFE_SHARE = 0.9
@@ -87,6 +106,32 @@ class Lease:
     def release(self) -> bool:
         """Delete the lock if it is still ours."""
         return bool(self._release(keys=[self.key], args=[self.token]))
+
+
+class LeaseBook:
+    """Every lock of one holder (one ``token``, one TTL), tended together: one script
+    call for up to :data:`LOCKS_PER_CALL` locks, whatever else each lock's seat does."""
+
+    def __init__(self, client: redis.Redis, token: str, ttl: float) -> None:
+        self.token = token
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self._tend = client.register_script(_TEND_MANY)
+
+    def tend(self, wants: Sequence[tuple[str, bool]]) -> tuple[float, list[bool]]:
+        """For each ``(key, take)``: extend the lock if it is ours, else take it if it is
+        free and ``take``. Returns the monotonic time until which the locks extended or
+        taken are surely ours (measured from before the first call), and which those
+        are. A Redis error ends it (locks of an earlier call may have been extended)."""
+        started = time.monotonic()
+        granted: list[bool] = []
+        for start in range(0, len(wants), LOCKS_PER_CALL):
+            chunk = wants[start : start + LOCKS_PER_CALL]
+            flags = ["1" if take else "0" for _, take in chunk]
+            replies = self._tend(
+                keys=[key for key, _ in chunk], args=[self.token, self.ttl_ms, *flags]
+            )
+            granted += [bool(reply) for reply in replies]
+        return started + SAFE_SHARE * self.ttl_ms / 1000, granted
 
 
 def current_holder(client: redis.Redis, namespace: str, ring: str) -> str | None:

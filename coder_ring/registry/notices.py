@@ -50,8 +50,11 @@ class NoticeListener:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening (returns within about a second)."""
+        """Stop listening: returns at once; the thread ends within about a second."""
         self._stopping.set()
+
+    def join(self) -> None:
+        """Wait for the thread to end (after :meth:`stop`)."""
         if self._thread.is_alive():
             self._thread.join(timeout=3)
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.lease import LOCKS_PER_CALL, LeaseBook
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from tests.harness import wait_until
 from tests.system.registry_cluster import RINGS
@@ -115,3 +116,22 @@ def test_failovers_at_once_rebalancing_after_membership_settles(client: redis.Re
     assert spread(placed) == [50, 50]  # the failovers went to the least loaded
     # m5 joins: nothing moves while membership is settling.
     assert coordinator.round([*now, info("m5")], placed) == placed
+
+
+def test_one_call_tends_every_lock_of_a_worker(client: redis.Redis) -> None:
+    """A worker's locks in one script call per thousand: ours extended, free ones taken
+    only when asked, another holder's never touched."""
+    keys = [f"locks:{index}" for index in range(LOCKS_PER_CALL + 5)]
+    client.set(keys[0], "other", px=60_000)
+    client.set(keys[1], "me", px=100)
+    book = LeaseBook(client, "me", ttl=30.0)
+    wants = [(key, index % 2 == 1) for index, key in enumerate(keys)]
+    until, granted = book.tend(wants)
+    assert until > 0
+    assert granted[0] is False and client.get(keys[0]) == b"other"  # not ours: untouched
+    assert granted[1] is True and client.pttl(keys[1]) > 20_000  # ours: extended
+    assert granted[2:] == [index % 2 == 1 for index in range(2, len(keys))]
+    assert [client.get(key) for key in keys[2:6]] == [None, b"me", None, b"me"]
+    # Once taken, a lock is extended whether or not the next round would take it.
+    _, again = book.tend([(key, False) for key in keys])
+    assert again == [False] + [True] + [index % 2 == 1 for index in range(2, len(keys))]

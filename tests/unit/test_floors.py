@@ -23,9 +23,10 @@ import coder_ring
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Modules of floor 1 that import no Celery themselves (their docstrings say so): the
-#: worker's runtime, its seats, their rings-file reload and its database health.
+#: worker's runtime, its seats, their locks, their rings-file reload and its database health.
 CELERY_FREE_IN_CELERY = ("coder_ring.celery.runtime", "coder_ring.celery.seat",
-                         "coder_ring.celery.reload", "coder_ring.celery.health")  # fmt: skip
+                         "coder_ring.celery.ring_locks", "coder_ring.celery.reload",
+                         "coder_ring.celery.health")  # fmt: skip
 #: Top-level packages nothing below floor 1 may load.
 CELERY = frozenset({"celery", "kombu"})
 

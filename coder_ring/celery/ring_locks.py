@@ -1,0 +1,159 @@
+"""Following the assignment with the rings' locks, each lease round, in one script call
+(:class:`~coder_ring.registry.lease.LeaseBook`) however many rings a worker holds.
+
+A round plans what each seat's lock needs (take or keep it, keep it through a handoff,
+let it go), asks Redis once, then applies the answers seat by seat under each seat's
+transition lock. A seat whose state changed between the plan and the answer (a handoff
+ended meanwhile) ignores this round's answer, and a lock taken for it is let go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis
+
+from coder_ring.celery.seat import RingSeat
+from coder_ring.registry.lease import LeaseBook
+
+log = logging.getLogger("coder_ring.worker")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one seat's lock needs this round, and the seat's state it was made from."""
+
+    target: str | None  # the member the assignment names
+    wanted: bool
+    held: bool
+    lapsed: bool
+    handing_off: bool
+
+    @property
+    def asks(self) -> bool:
+        """Whether Redis is asked about the lock at all."""
+        return self.handing_off or self.wanted or (self.held and not self.lapsed)
+
+    @property
+    def takes(self) -> bool:
+        """Whether a free lock is taken (else only ours is extended)."""
+        return self.wanted and not self.handing_off
+
+
+class RingLocks:
+    """Takes, keeps and lets go the ring locks of one worker (``member_id``)."""
+
+    def __init__(
+        self,
+        book: LeaseBook,
+        member_id: str,
+        node: str,
+        *,
+        won: Callable[[RingSeat], None],
+        lost: Callable[[RingSeat], None],
+        leave: Callable[[RingSeat, str], None],
+    ) -> None:
+        self.book = book
+        self.member_id = member_id
+        self.node = node
+        self._won, self._lost, self._leave = won, lost, leave
+
+    def follow(
+        self,
+        seats: Iterable[RingSeat],
+        assignment: dict[str, str] | None,
+        live: set[str],
+        *,
+        healthy: bool,
+        stopping: bool,
+    ) -> None:
+        """One round: every seat's lock as the assignment says (a ring assigned to nobody
+        alive may be taken by anyone: the lock decides, the coordinator then keeps it)."""
+        plans = [(seat, self._plan(seat, assignment, live, healthy)) for seat in seats]
+        granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
+        for seat, plan in plans:
+            with seat.transition:
+                mine = until if granted.get(seat.ring) else None
+                self._apply(seat, plan, mine, error, stopping)
+
+    def keep(self, seats: Iterable[RingSeat]) -> None:
+        """While the worker stops: extend the locks still held (their pools are on their
+        way back), take none."""
+        held = [seat for seat in seats if seat.has_lock()]
+        granted, until, _ = self._ask([(seat, False) for seat in held])
+        for seat in held:
+            with seat.transition:
+                if seat.has_lock():
+                    seat.valid_until = until if granted.get(seat.ring) else 0.0
+
+    def _plan(
+        self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str], healthy: bool
+    ) -> _Plan:
+        target = None if assignment is None else assignment.get(seat.ring)
+        wanted = (
+            healthy
+            and not seat.closed
+            and (target == self.member_id or target is None or target not in live)
+        )
+        held = seat.has_lock()
+        lapsed = held and seat.valid_until <= time.monotonic()
+        return _Plan(target, wanted, held, lapsed, seat.handing_off)
+
+    def _ask(
+        self, asked: list[tuple[RingSeat, bool]]
+    ) -> tuple[dict[str, bool], float, redis.RedisError | None]:
+        if not asked:
+            return {}, 0.0, None
+        try:
+            until, granted = self.book.tend([(seat.lease.key, take) for seat, take in asked])
+        except redis.RedisError as error:
+            return {}, 0.0, error
+        return {seat.ring: ok for (seat, _), ok in zip(asked, granted, strict=True)}, until, None
+
+    def _apply(
+        self,
+        seat: RingSeat,
+        plan: _Plan,
+        until: float | None,
+        error: redis.RedisError | None,
+        stopping: bool,
+    ) -> None:
+        """Act on Redis's answer for ``seat`` (its transition lock held)."""
+        if (seat.has_lock(), seat.handing_off) != (plan.held, plan.handing_off):
+            if until is not None and not seat.has_lock():
+                _release(seat)  # taken or kept for a seat that let go meanwhile
+            return
+        if plan.handing_off:
+            seat.valid_until = until or 0.0  # kept until the pool is home
+            return
+        if error is not None and plan.held:
+            log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
+        if plan.held and not plan.wanted and not plan.lapsed and until is not None:
+            seat.valid_until = until
+            self._leave(seat, f"assigned to {plan.target}" if plan.target else "released")
+            return
+        if stopping:
+            if until is not None and not plan.held:
+                _release(seat)  # won just as the worker stops: nothing to give back
+            return
+        if plan.lapsed:
+            # The lease lapsed before this renewal (the process was paused, or this thread
+            # starved, past the TTL): another worker may have held the ring meanwhile, so
+            # it is a loss even if the renewal worked; the ring is claimed anew next round.
+            until = None
+        seat.valid_until = until or 0.0
+        if until is not None and not plan.held:
+            log.info("ring %s: lock won by %s", seat.ring, self.node)
+            self._won(seat)
+        elif until is None and plan.held:
+            log.warning("ring %s: lock lost; pool dropped", seat.ring)
+            self._lost(seat)
+
+
+def _release(seat: RingSeat) -> None:
+    with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
+        seat.lease.release()
