@@ -17,9 +17,11 @@ give-back writes one row per code; the rows its draw left at the picked position
 stay, so "no more than the codes issued in the cycle" does not hold after one).
 
 Each example gets a fresh database (a MemoryStore, a new SQLite file, or a new
-PostgreSQL schema), migrated. Settings (``SETTINGS``), chosen so that the whole file
-runs in about 12 s on this 2-CPU machine: memory 120 examples of up to 50 steps,
-SQLite 16 x 40, PostgreSQL 20 x 40: up to 7,440 steps, each followed by every check.
+PostgreSQL schema), migrated (from the session's template: tests.harness.templates).
+Settings (``SETTINGS``), chosen so that the whole file runs in about 12 s on this
+2-CPU machine: memory 120 examples of up to 50 steps, SQLite 16 x 40, PostgreSQL
+20 x 40: up to 7,440 steps, each followed by every check. ``make test-fast`` runs a
+fifth of the examples (at least 5: tests.harness.tiers), each as long.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from coder_ring.pool import RingServer
 from coder_ring.profanity import is_profane
 from coder_ring.store import Drawn, Store
 from tests.harness.shared import pg_schema_url
+from tests.harness.templates import MigratedTemplates
+from tests.harness.tiers import examples
 
 NAME = "ring"
 SHAPES = (
@@ -340,21 +344,23 @@ class RingMachine(RuleBasedStateMachine):
 
 
 def fresh_databases(
-    backend: str, tmp: Path, pg_admin: Engine | None
+    backend: str, tmp: Path, pg_admin: Engine | None, migrated: MigratedTemplates
 ) -> Callable[[], tuple[Callable[[], Store], Callable[[], None]]]:
-    """For each example: a way to open stores on a new database, and a way to drop it."""
+    """For each example: a way to open stores on a new, migrated database, and a way to
+    drop it."""
 
     def open_store() -> tuple[Callable[[], Store], Callable[[], None]]:
         if backend == "memory":
             shared = MemoryStore()
             return (lambda: shared), (lambda: None)
         if backend == "sqlite":
-            url = f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
+            url = migrated.sqlite(tmp / f"{uuid.uuid4().hex}.db")
             return (lambda: SqlStore(url)), (lambda: None)
         assert pg_admin is not None
         schema = f"cr_{uuid.uuid4().hex[:12]}"
         with pg_admin.connect() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
+        migrated.postgres(pg_admin, schema)
 
         def drop() -> None:
             with pg_admin.connect() as conn:
@@ -367,20 +373,19 @@ def fresh_databases(
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
 def test_no_code_is_handed_out_twice_whatever_happens(
-    backend: str, request: pytest.FixtureRequest
+    backend: str, request: pytest.FixtureRequest, migrated: MigratedTemplates
 ) -> None:
     pg_admin = request.getfixturevalue("pg_admin") if backend == "postgresql" else None
-    examples, steps = SETTINGS[backend]
+    budget, steps = SETTINGS[backend]
     with tempfile.TemporaryDirectory() as tmp:
+        opener = fresh_databases(backend, Path(tmp), pg_admin, migrated)
         machine = type(
-            f"RingMachine_{backend}",
-            (RingMachine,),
-            {"open_store": staticmethod(fresh_databases(backend, Path(tmp), pg_admin))},
+            f"RingMachine_{backend}", (RingMachine,), {"open_store": staticmethod(opener)}
         )
         run_state_machine_as_test(
             machine,
             settings=settings(
-                max_examples=examples,
+                max_examples=examples(budget),
                 stateful_step_count=steps,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
