@@ -30,11 +30,13 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The Hypothesis profile of each tier (tests/harness/tiers.py): every property at its
+# full example budget in `make test`, a fifth of it in `make test-fast`.
 test: lint  ## what CI runs: lint, then the whole suite against real servers
-	$(BIN)/python -m pytest
+	CODER_RING_TEST_PROFILE=full $(BIN)/python -m pytest
 
-test-fast: venv  ## unit and contract tests: no worker process, under a minute
-	$(BIN)/python -m pytest tests/unit tests/contract -m "not slow"
+test-fast: venv  ## unit and contract tests: no worker process, about half a minute
+	CODER_RING_TEST_PROFILE=fast $(BIN)/python -m pytest tests/unit tests/contract -m "not slow"
 
 test-latest:  ## lint and the fast tests on today's newest releases, in .venv-latest (no pins)
 	$(PYTHON) -m venv $(LATEST)

@@ -1,14 +1,8 @@
-"""The anchor: a plain Celery app with a no-op task, as a user would write one.
-
-The bench starts its worker with the ``celery`` command and Celery's defaults::
-
-    celery -A bench.anchor_app worker -P solo --loglevel WARNING
-
-Broker and result backend are the bench's (``BENCH_ANCHOR_BROKER_URL``,
-``BENCH_ANCHOR_RESULT_BACKEND``); the queue is ``BENCH_ANCHOR_QUEUE`` (Celery's
-``celery`` when unset), so that two bench runs on one Redis database never meet.
-Nothing else is configured, and no coder_ring module is imported.
-"""
+"""The anchor: a plain Celery app with a no-op task, as a user would write one, started by
+the bench with Celery's own command and defaults (``celery -A bench.anchor_app worker
+-P solo --loglevel WARNING``). Its broker, result backend and queue come from the
+environment (a run's own queue: two runs on one Redis database never meet); it imports
+no coder_ring module."""
 
 from __future__ import annotations
 
@@ -20,7 +14,6 @@ BROKER_ENV = "BENCH_ANCHOR_BROKER_URL"
 BACKEND_ENV = "BENCH_ANCHOR_RESULT_BACKEND"
 QUEUE_ENV = "BENCH_ANCHOR_QUEUE"
 NOOP = "anchor.noop"
-_LOCAL_REDIS = "redis://localhost:6379/0"
 
 
 def make_app(broker_url: str, result_backend: str, queue: str = "celery") -> Celery:
@@ -35,9 +28,9 @@ def make_app(broker_url: str, result_backend: str, queue: str = "celery") -> Cel
     return app
 
 
-#: The app of ``celery -A bench.anchor_app``, configured from the environment.
+#: The app of ``celery -A bench.anchor_app``.
 app = make_app(
-    os.environ.get(BROKER_ENV) or _LOCAL_REDIS,
-    os.environ.get(BACKEND_ENV) or _LOCAL_REDIS,
+    os.environ.get(BROKER_ENV) or "redis://localhost:6379/0",
+    os.environ.get(BACKEND_ENV) or "redis://localhost:6379/0",
     os.environ.get(QUEUE_ENV) or "celery",
 )

@@ -1,179 +1,123 @@
-"""Calls as users make them: through a caller app, ``task.delay(...).get(...)``.
+"""Calls as users make them, ``task.delay(...).get(...)``, timed, and their statistics.
 
-coder_ring's calls go through an app built the way a caller builds one
-(:func:`coder_ring.celery.app.create_app`) and its task objects (``app.ring_tasks``), so the
-client-side costs (argument checks, the registry's fail-fast check, routing) are
-measured too. The anchor's go through a plain Celery app (:mod:`bench.anchor_app`).
-
-Every result is read, every task id and code recorded: the ids so the results can be
-deleted from Redis afterwards, the codes so a code issued twice fails the run.
-"""
+coder_ring's go through a caller app built as callers build one (``create_app``), so the
+client side (argument checks, routing) is measured too; the anchor's through a plain
+Celery app. Every task id is kept (the results are deleted afterwards) and every code:
+one issued twice by a ring fails the run."""
 
 from __future__ import annotations
 
 import math
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis
+from typing import Any, Literal
 
 from bench.anchor_app import NOOP, make_app
+from bench.resources import delete_keys
 from coder_ring.celery.app import CoderRingApp, create_app
 from coder_ring.settings import WorkerSettings
-
-#: What a call does: the anchor's no-op, coder_ring's no-op, get_code, get_codes.
-KINDS = ("anchor", "noop", "get_code", "get_codes")
-
-
-@dataclass(frozen=True)
-class Sender:
-    """Sends one call (``send()`` returns its AsyncResult); codes come from ``ring``."""
-
-    send: Callable[[], Any]
-    ring: str
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a caller sends: coder_ring's settings for each group of workers (each group
-    its own namespace, so each its own no-op queue) and the anchor's queue, all on the
-    same broker."""
-
-    groups: dict[str, WorkerSettings]
-    anchor_queue: str
-
-    @property
-    def any(self) -> WorkerSettings:
-        """Settings of some group (broker and result backend are the same for all)."""
-        return next(iter(self.groups.values()))
 
 
 @dataclass(frozen=True)
 class Call:
-    """One kind of call: ``kind`` (see :data:`KINDS`), to the workers of ``group``, on
-    ``ring``, of ``count`` codes."""
+    """A kind of call to the workers of ``group``, on ``ring``, for ``count`` codes."""
 
-    kind: str
+    kind: Literal["anchor", "noop", "get_code", "get_codes"]
     group: str = ""
     ring: str = ""
     count: int = 1
 
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown call kind {self.kind!r}; expected one of {KINDS}")
 
-    @property
-    def codes(self) -> int:
-        """Codes one call returns (0 for a no-op)."""
-        return {"get_code": 1, "get_codes": self.count}.get(self.kind, 0)
+@dataclass(frozen=True)
+class Endpoints:
+    """Where callers send: coder_ring's worker groups and the anchor's queue (one broker)."""
+
+    groups: dict[str, WorkerSettings]
+    anchor_queue: str
+    timeout: float = 30.0
 
 
 @dataclass
 class Recorder:
-    """Task ids and codes (by ring) of the calls made (one recorder per thread)."""
+    """The task ids and the codes (by ring) of calls made."""
 
     task_ids: list[str] = field(default_factory=list)
     codes: dict[str, list[str]] = field(default_factory=dict)
 
     def record(self, result: Any, value: Any, ring: str) -> None:
-        """Keep the call's task id, and its code(s)."""
+        """Keep the call's task id and its code(s)."""
         self.task_ids.append(result.id)
-        if isinstance(value, str):
-            self.codes.setdefault(ring, []).append(value)
-        elif isinstance(value, list):
-            self.codes.setdefault(ring, []).extend(value)
+        if isinstance(value, str | list):
+            self.codes.setdefault(ring, []).extend([value] if isinstance(value, str) else value)
 
-    def add_codes(self, codes: dict[str, list[str]]) -> None:
-        """Take in codes recorded elsewhere (another thread or process)."""
-        for ring, more in codes.items():
-            self.codes.setdefault(ring, []).extend(more)
+    def merge(self, other: Recorder) -> None:
+        """Take in the codes another caller got (its results are its own to delete)."""
+        for ring, codes in other.codes.items():
+            self.codes.setdefault(ring, []).extend(codes)
 
 
 class Clients:
-    """The caller apps of one process: coder_ring's and the anchor's."""
+    """The caller apps of one process, coder_ring's (one per group) and the anchor's, and
+    what their calls recorded (threads share them: list appends are atomic)."""
 
-    def __init__(self, endpoints: Endpoints, timeout: float = 30.0) -> None:
+    def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints
-        self.timeout = timeout
-        settings = endpoints.any
-        self.anchor = make_app(settings.broker_url, settings.result_backend, endpoints.anchor_queue)
+        self.recorder = Recorder()
+        self.settings = next(iter(endpoints.groups.values()))  # one broker and backend
+        broker, backend = self.settings.broker_url, self.settings.result_backend
+        self.anchor = make_app(broker, backend, endpoints.anchor_queue)
         self.apps: dict[str, CoderRingApp] = {}
 
-    def app(self, group: str) -> CoderRingApp:
-        """The caller app of ``group`` (built on first use, as a caller builds one)."""
+    def app(self, group: str) -> CoderRingApp:  # built on first use
         if group not in self.apps:
             self.apps[group] = create_app(self.endpoints.groups[group])
         return self.apps[group]
 
-    def sender(self, call: Call) -> Sender:
-        """What sends one ``call``."""
+    def sender(self, call: Call) -> Callable[[], Any]:
+        """What sends one ``call`` (and returns its AsyncResult)."""
         if call.kind == "anchor":
-            return Sender(self.anchor.tasks[NOOP].delay, "")
+            return self.anchor.tasks[NOOP].delay  # type: ignore[no-any-return]
         tasks = self.app(call.group).ring_tasks
         if call.kind == "noop":
-            return Sender(tasks.noop.delay, "")
+            return tasks.noop.delay  # type: ignore[no-any-return]
         if call.kind == "get_code":
-            return Sender(lambda: tasks.get_code.delay(call.ring), call.ring)
-        return Sender(lambda: tasks.get_codes.delay(call.ring, call.count), call.ring)
-
-    def forget(self, task_ids: Sequence[str]) -> None:
-        """Delete the results of ``task_ids`` from the result backend."""
-        backend = self.anchor.backend  # the same key scheme as every app's
-        client: redis.Redis = redis.Redis.from_url(self.endpoints.any.result_backend)
-        try:
-            for start in range(0, len(task_ids), 1000):
-                keys = [backend.get_key_for_task(tid) for tid in task_ids[start : start + 1000]]
-                client.delete(*keys)
-        finally:
-            client.close()
+            return lambda: tasks.get_code.delay(call.ring)
+        return lambda: tasks.get_codes.delay(call.ring, call.count)
 
     def close(self) -> None:
-        """Close every app's connections."""
-        for app in self.apps.values():
+        """Delete the results of every call made here; close every app."""
+        backend = self.anchor.backend  # every app's backend names its keys alike
+        keys = (backend.get_key_for_task(task_id) for task_id in self.recorder.task_ids)
+        delete_keys(self.settings.result_backend, keys)
+        self.recorder.task_ids.clear()
+        for app in [*self.apps.values(), self.anchor]:
             app.close()
-        self.anchor.close()
 
 
-def round_trips(sender: Sender, count: int, timeout: float, recorder: Recorder) -> list[float]:
+def round_trips(clients: Clients, call: Call, count: int) -> list[float]:
     """``count`` sequential calls; each one's round trip in milliseconds."""
-    send, ring = sender.send, sender.ring
-    latencies = []
+    send, timeout, latencies = clients.sender(call), clients.endpoints.timeout, []
     for _ in range(count):
         started = time.perf_counter()
         result = send()
         value = result.get(timeout=timeout)
         latencies.append((time.perf_counter() - started) * 1000)
-        recorder.record(result, value, ring)
+        clients.recorder.record(result, value, call.ring)
     return latencies
 
 
-def burst(sender: Sender, count: int, timeout: float, recorder: Recorder) -> float:
-    """Seconds to send ``count`` calls, then get every result."""
+def closed_loop(clients: Clients, call: Call, seconds: float, depth: int = 1) -> tuple[int, float]:
+    """``depth`` calls sent at once, then every result read, again until ``seconds``
+    are over (once if ``seconds`` is 0: a burst); the calls made and the seconds taken."""
+    send, timeout, calls = clients.sender(call), clients.endpoints.timeout, 0
     started = time.perf_counter()
-    results = [sender.send() for _ in range(count)]
-    values = [result.get(timeout=timeout) for result in results]
-    elapsed = time.perf_counter() - started
-    for result, value in zip(results, values, strict=True):
-        recorder.record(result, value, sender.ring)
-    return elapsed
-
-
-def closed_loop(
-    sender: Sender, seconds: float, timeout: float, recorder: Recorder, depth: int = 1
-) -> tuple[int, float]:
-    """Call for ``seconds``, ``depth`` calls in flight at a time (send ``depth``, then wait
-    for them); (calls made, seconds taken, the last call's wait included)."""
-    send, ring = sender.send, sender.ring
-    calls = 0
-    started = time.perf_counter()
-    stop_at = started + seconds
-    while time.perf_counter() < stop_at:
+    while not calls or time.perf_counter() - started < seconds:
         results = [send() for _ in range(depth)]
         for result in results:
-            recorder.record(result, result.get(timeout=timeout), ring)
+            clients.recorder.record(result, result.get(timeout=timeout), call.ring)
         calls += depth
     return calls, time.perf_counter() - started
 
@@ -203,11 +147,6 @@ class DuplicateCode(RuntimeError):
 def check_unique(codes: dict[str, list[str]]) -> int:
     """:class:`DuplicateCode` if a ring's codes hold a code twice; the codes checked."""
     for ring, issued in codes.items():
-        seen: set[str] = set()
-        for code in issued:
-            if code in seen:
-                raise DuplicateCode(
-                    f"ring {ring!r} issued code {code!r} twice among {len(issued)} codes"
-                )
-            seen.add(code)
+        if twice := [code for code, times in Counter(issued).items() if times > 1]:
+            raise DuplicateCode(f"ring {ring!r} issued code {twice[0]!r} twice")
     return sum(len(issued) for issued in codes.values())

@@ -1,35 +1,21 @@
-"""The Celery part of the benchmark: coder_ring's workers against the anchor, on one broker.
-
-Workers, each started as shipped (:mod:`bench.worker`), in groups with a namespace of
-their own (so each consumes only its own no-op queue), all started at once:
-
-* ``main``: one coder_ring worker for ring ``bench_main``, default settings (task
-  events off) -- the worker of every headline figure;
-* ``events``: the same with ``CODER_RING_TASK_EVENTS=true`` (what compose runs for
-  flower), ring ``bench_events``;
-* ``one``: one worker serving rings ``one_a`` and ``one_b``;
-* ``two``: two workers serving one ring each, ``two_a`` and ``two_b``;
-* the anchor: a default Celery worker with a no-op task (:mod:`bench.anchor_app`).
-
-The anchor, ``main`` and ``events`` start first; ``one`` and ``two`` start later, once
-requests wait in their rings' queues (:mod:`bench.drain`).
-
-Measured (every ratio against the anchor in the same run, and against coder_ring's own
-no-op): sequential round trips p50/p99 and bursts; ``get_codes(1000)``; 16 threads of
-one process and 4 caller processes in a closed loop; round trips and bursts with task
-events on; the payoff of spreading: codes/s of one worker serving two rings against
-two workers serving one each, draining queued requests (the workers' own capacity)
-and under the 4 caller processes (which share the machine's cores with them).
-"""
+"""The Celery part: coder_ring's workers, started as shipped, beside the anchor on one
+broker, in groups with a namespace (so a no-op queue) each: ``main`` (every headline
+figure), ``events`` (task events on, as compose runs it for flower), and to show the
+payoff of spreading rings, ``one`` (a worker serving two rings) and ``two`` (two, a ring
+each), started once requests wait in their queues: no caller shares the cores with them.
+Kinds of call are measured side by side in rounds, so that drift (another program
+waking up) weighs on each alike: percentiles pool the rounds' calls, a ratio of rates
+is the median of the rounds' ratios."""
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.calls import (
     Call,
@@ -37,299 +23,227 @@ from bench.calls import (
     Endpoints,
     Recorder,
     check_unique,
+    closed_loop,
     paired_median,
+    percentile,
     round_trips,
 )
-from bench.celery_figures import CeleryParams, Compared, batch_rate, compare, ratios
-from bench.drain import drain_rate, enqueue, wait_served
-from bench.load import Outcome, Phase, process_load, thread_load
-from bench.worker import READY_TIMEOUT, BenchWorker, Workers, anchor_env
+from bench.figures import KINDS  # the kinds compared, in each round's order
+from bench.load import run_load
+from bench.worker import READY_TIMEOUT, BenchWorker, Workers
+from coder_ring.celery.names import TASK_GET_CODE, ring_queue
 from coder_ring.config import RingConfig
 from coder_ring.service import RingService
 from coder_ring.settings import WorkerSettings
 from coder_ring.sql.store import SqlStore
 
+#: The spreading groups: each worker's name and the rings it serves.
+SPREAD: dict[str, dict[str, tuple[str, ...]]] = {
+    "one": {"one": ("one_a", "one_b")},
+    "two": {"two-a": ("two_a",), "two-b": ("two_b",)},
+}
 Log = Callable[[str], None]
-MAIN, EVENTS, ONE, TWO = "main", "events", "one", "two"
-MAIN_RING, EVENTS_RING = "bench_main", "bench_events"
-ONE_RINGS, TWO_RINGS = ("one_a", "one_b"), ("two_a", "two_b")
-#: The kinds compared in closed loops, in the order of each round.
-LOAD_KINDS = ("anchor", "noop", "get_code")
 
 
 @dataclass(frozen=True)
-class CeleryResult:
-    """Figures, latency samples (ms), the pids of the workers started, and facts."""
+class CeleryParams:
+    """How many calls the Celery part makes; the defaults are the real benchmark's."""
 
-    figures: dict[str, float]
-    samples: dict[str, list[float]]
-    pids: list[int]
-    notes: dict[str, float]
+    calls: int = 2000  # sequential round trips per kind, in ``rounds`` rounds
+    rounds: int = 20
+    bursts: int = 10  # per kind, each of ``burst_size`` calls sent before any is read
+    burst_size: int = 200
+    batch_calls: int = 50  # sequential get_codes(ring, 1000)
+    warmup: int = 50  # untimed round trips per kind first (connections, the pool)
+    load_seconds: float = 1.5  # each closed-loop phase, in ``load_rounds`` rounds
+    load_rounds: int = 8
+    events_calls: int = 1000  # sequential round trips per kind with task events on
+    drain_per_ring: int = 1500  # requests queued per ring before its workers start
+    timeout: float = 30.0
 
-
-def group_settings(base: WorkerSettings, run_id: str) -> dict[str, WorkerSettings]:
-    """Each group's settings: the shipped defaults, with the bench's database, rings
-    file and Redis, a namespace of its own, and task events on for ``events`` only."""
-    shipped = WorkerSettings(
-        engine=base.engine,
-        broker_url=base.broker_url,
-        result_backend=base.result_backend,
-        redis_url=base.redis_url,
-    )
-    return {
-        group: dataclasses.replace(
-            shipped, namespace=f"bench-{run_id}-{group}", task_events=group == EVENTS
-        )
-        for group in (MAIN, EVENTS, ONE, TWO)
-    }
+    @classmethod
+    def quick(cls) -> CeleryParams:
+        """Checks that everything works."""
+        return cls(calls=30, rounds=2, bursts=1, burst_size=20, batch_calls=2, warmup=3,
+                   load_seconds=0.3, load_rounds=1, events_calls=20, drain_per_ring=15)  # fmt: skip
 
 
-def worker_env(settings: WorkerSettings) -> dict[str, str]:
-    """A worker's ``CODER_RING_*`` variables (no metrics port: several run at once)."""
-    return {**settings.to_env(), "CODER_RING_METRICS_PORT": ""}
-
-
-def prepare_database(settings: WorkerSettings, rings: list[str]) -> None:
-    """Migrate and register the rings first, as compose's ``migrate`` service does."""
-    service = RingService(
-        SqlStore(settings.engine.database_url), {name: RingConfig(name) for name in rings}
-    )
-    try:
-        service.migrate()
-        service.populate()
-    finally:
-        service.close()
-
-
-def rates_by_kind(outcomes: list[Outcome], kinds: tuple[str, ...]) -> dict[str, list[float]]:
-    """Each round's rate per kind (the phases ran ``kinds`` in turn, round after round)."""
-    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for index, outcome in enumerate(outcomes):
-        rates[kinds[index % len(kinds)]].append(outcome.rate)
-    return rates
-
-
-def load_figures(prefix: str, outcomes: list[Outcome]) -> dict[str, float]:
-    """Rate per kind over the rounds (:data:`LOAD_KINDS` in turn), and get_code's ratios
-    to the anchor and to coder_ring's no-op (medians of the rounds' ratios)."""
-    rates = rates_by_kind(outcomes, LOAD_KINDS)
-    figures = {f"{prefix}.{kind}.per_s": statistics.mean(rates[kind]) for kind in LOAD_KINDS}
-    for base in ("anchor", "noop"):
-        figures[f"{prefix}.get_code_vs_{base}"] = paired_median(rates["get_code"], rates[base])
-    return figures
-
-
-def prefixed(prefix: str, figures: Compared | dict[str, float]) -> dict[str, float]:
-    """``figures`` with ``prefix.`` before every key."""
-    items = figures.figures if isinstance(figures, Compared) else figures
-    return {f"{prefix}.{key}": value for key, value in items.items()}
+def side_by_side(
+    clients: Clients, calls: Mapping[str, Call], params: CeleryParams, sequential: int
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Round trips (``sequential`` per kind, in rounds) and bursts of each named call:
+    figures ``<name>.<figure>`` (and against the anchor), and the latencies (ms)."""
+    for call in calls.values():
+        round_trips(clients, call, params.warmup)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(params.rounds):
+        for name, call in calls.items():
+            samples[name] += round_trips(clients, call, max(1, sequential // params.rounds))
+    rates: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(params.bursts):
+        for name, call in calls.items():
+            made, seconds = closed_loop(clients, call, 0, params.burst_size)
+            rates[name].append(made / seconds)
+    figures: dict[str, float] = {}
+    for name, latencies in samples.items():
+        for stat in (50, 99):
+            figures[f"{name}.p{stat}_ms"] = value = percentile(latencies, stat)
+            figures[f"{name}.p{stat}_vs_anchor"] = value / percentile(samples["anchor"], stat)
+        figures[f"{name}.burst_per_s"] = statistics.harmonic_mean(rates[name])
+        figures[f"{name}.burst_vs_anchor"] = paired_median(rates[name], rates["anchor"])
+    return figures, samples
 
 
 class CeleryRun:
-    """One run of the Celery part (see the module doc)."""
+    """One run of the Celery part; ``base``: the shipped settings with the bench's
+    database, rings file and Redis. :meth:`run` fills ``figures``, ``samples`` (of
+    latency, ms), ``notes`` and ``pids`` (of every worker it started)."""
 
     def __init__(
         self, base: WorkerSettings, run_id: str, workdir: Path, params: CeleryParams, log: Log
     ) -> None:
-        self.base = base
-        self.params = params
-        self.log = log
-        self.groups = group_settings(base, run_id)
-        self.endpoints = Endpoints(self.groups, anchor_queue=f"bench-{run_id}-anchor")
+        self.params, self.log = params, log
+        self.groups = {
+            group: dataclasses.replace(
+                base, namespace=f"bench-{run_id}-{group}", task_events=group == "events"
+            )
+            for group in ("main", "events", *SPREAD)
+        }
+        self.endpoints = Endpoints(self.groups, f"bench-{run_id}-anchor", params.timeout)
         self.workers = Workers(workdir, base.redis_url)
         self.codes = Recorder()
         self.figures: dict[str, float] = {}
         self.samples: dict[str, list[float]] = {}
         self.notes: dict[str, float] = {}
+        self.pids: list[int] = []
 
-    def run(self) -> CeleryResult:
-        """Start the workers, measure, stop them all; every figure."""
-        rings = [MAIN_RING, EVENTS_RING, *ONE_RINGS, *TWO_RINGS]
-        self.base.engine.config_path.write_text(
-            "".join(f"[rings.{name}]\n" for name in rings), encoding="utf-8"
-        )
-        prepare_database(self.base, rings)
+    def run(self) -> CeleryRun:
+        """Start the workers, measure, stop them all."""
+        engine = self.groups["main"].engine
+        rings = ["main", "events", *(r for g in SPREAD.values() for s in g.values() for r in s)]
+        engine.config_path.write_text("".join(f"[rings.{ring}]\n" for ring in rings))
+        service = RingService(SqlStore(engine.database_url), {r: RingConfig(r) for r in rings})
+        try:  # as compose's migrate service does
+            service.migrate()
+            service.populate()
+        finally:
+            service.close()
         with self.workers:
-            anchor, main, events = self._start_workers()
-            clients = Clients(self.endpoints, self.params.timeout)
-            recorder = Recorder()
+            main = self._start()
+            clients = Clients(self.endpoints)
             try:
-                self._sequential(clients, recorder, anchor, main, events)
-                self._threads(clients)
+                self._sequential(clients)
+                self._load("threads16", clients, 16)
             finally:
-                clients.forget(recorder.task_ids)
+                self.codes.merge(clients.recorder)
                 clients.close()
-                self.codes.add_codes(recorder.codes)
-            self._drains()
-            self._processes()
+            one, two = self._drain("one"), self._drain("two")
+            self.figures["spread.drain.one_worker.codes_per_s"] = one
+            self.figures["spread.drain.two_workers.codes_per_s"] = two
+            self.figures["spread.drain.ratio"] = two / one
+            self.log(f"celery: queued requests drained: {one:,.0f} vs {two:,.0f} codes/s")
+            self._load("procs4", self.endpoints, 4)
             self.figures["worker.rss_mb"] = main.rss_mb("VmRSS")
             self.figures["worker.peak_rss_mb"] = main.rss_mb("VmHWM")
         self.notes["codes_checked"] = check_unique(self.codes.codes)
-        pids = [worker.pid for worker in self.workers.started]
-        return CeleryResult(self.figures, self.samples, pids, self.notes)
+        self.pids = [worker.pid for worker in self.workers.started]
+        return self
 
-    def _start_workers(self) -> tuple[BenchWorker, BenchWorker, BenchWorker]:
-        """Start the anchor, ``main`` and ``events``; return once each serves."""
-        groups, workers = self.groups, self.workers
+    def _start(self) -> BenchWorker:
+        """Start the anchor, ``main`` and ``events``; return (``main``) once each serves."""
         started = time.monotonic()
-        env = anchor_env(
-            self.base.broker_url, self.base.result_backend, self.endpoints.anchor_queue
-        )
-        anchor = workers.anchor("anchor", env)
-        main = workers.coder_ring("main", [MAIN_RING], worker_env(groups[MAIN]))
-        events = workers.coder_ring("events", [EVENTS_RING], worker_env(groups[EVENTS]))
-        workers.wait_holding(groups[MAIN].namespace, {MAIN_RING: main})
-        workers.wait_holding(groups[EVENTS].namespace, {EVENTS_RING: events})
-        clients = Clients(self.endpoints, self.params.timeout)
-        recorder = Recorder()
+        self.workers.anchor("anchor", self.groups["main"], self.endpoints.anchor_queue)
+        main, events = (self.workers.coder_ring(g, [g], self.groups[g]) for g in ("main", "events"))
+        self.workers.wait_holding(main, self.groups["main"].namespace, "main")
+        self.workers.wait_holding(events, self.groups["events"].namespace, "events")
+        clients = Clients(dataclasses.replace(self.endpoints, timeout=READY_TIMEOUT))
         try:  # the anchor is ready once it answers
-            round_trips(clients.sender(Call("anchor")), 1, READY_TIMEOUT, recorder)
+            round_trips(clients, Call("anchor"), 1)
         finally:
-            clients.forget(recorder.task_ids)
             clients.close()
         self.notes["workers_ready_s"] = time.monotonic() - started
-        self.log(
-            f"celery: workers ready in {self.notes['workers_ready_s']:.1f} s "
-            f"(anchor pid {anchor.pid}, coder_ring pid {main.pid})"
-        )
-        return anchor, main, events
+        self.log(f"celery: workers ready in {self.notes['workers_ready_s']:.1f} s")
+        return main
 
-    def _sequential(
-        self,
-        clients: Clients,
-        recorder: Recorder,
-        anchor: BenchWorker,
-        main: BenchWorker,
-        events: BenchWorker,
-    ) -> None:
-        params, figures = self.params, self.figures
-        headline = compare(
-            clients,
-            {
-                "anchor": Call("anchor"),
-                "noop": Call("noop", MAIN),
-                "get_code": Call("get_code", MAIN, MAIN_RING),
-            },
-            {"anchor": anchor.cpu, "noop": main.cpu, "get_code": main.cpu},
-            params=params,
-            recorder=recorder,
-            sequential=params.calls,
-        )
-        figures.update(prefixed("celery", headline))
-        self.samples.update(headline.samples)
-        for base in ("anchor", "noop"):
-            figures.update(prefixed("celery", ratios(headline, "get_code", base)))
-        figures.update(prefixed("celery", ratios(headline, "noop", "anchor")))
-        self.log("celery: round trips and bursts done")
-        batch = Call("get_codes", MAIN, MAIN_RING, 1000)
-        figures["celery.get_codes_1000.codes_per_s"] = batch_rate(
-            clients, batch, params.batch_calls, params.timeout, recorder
-        )
-        with_events = compare(
-            clients,
-            {
-                "anchor": Call("anchor"),
-                "noop": Call("noop", EVENTS),
-                "get_code": Call("get_code", EVENTS, EVENTS_RING),
-            },
-            {"anchor": anchor.cpu, "noop": events.cpu, "get_code": events.cpu},
-            params=params,
-            recorder=recorder,
-            sequential=params.events_calls,
-        )
-        figures.update(prefixed("celery.events", with_events))
-        for base in ("anchor", "noop"):
-            figures.update(prefixed("celery.events", ratios(with_events, "get_code", base)))
-        self.samples["get_code, task events on"] = with_events.samples["get_code"]
-        self.log("celery: get_codes(1000) and task events on done")
+    @staticmethod
+    def _calls(group: str) -> dict[str, Call]:
+        """The kinds compared: the anchor's no-op, ``group``'s no-op and get_code."""
+        calls = {"anchor": Call("anchor"), "noop": Call("noop", group)}
+        return calls | {"get_code": Call("get_code", group, group)}  # the group's own ring
 
-    def _load_phases(self) -> list[Phase]:
-        calls = {
-            "anchor": Call("anchor"),
-            "noop": Call("noop", MAIN),
-            "get_code": Call("get_code", MAIN, MAIN_RING),
-        }
-        return [
-            Phase(calls[kind], self.params.load_seconds)
-            for _ in range(self.params.load_rounds)
-            for kind in LOAD_KINDS
-        ]
+    def _sequential(self, clients: Clients) -> None:
+        """One caller: ``main`` and ``events`` side by side with the anchor in turn, then
+        ``get_codes(1000)`` from ``main``."""
+        for group in ("main", "events"):
+            sequential = self.params.calls if group == "main" else self.params.events_calls
+            figures, samples = side_by_side(clients, self._calls(group), self.params, sequential)
+            prefix = "celery" if group == "main" else "celery.events"
+            self.figures |= {f"{prefix}.{key}": value for key, value in figures.items()}
+            if group == "events":
+                samples = {"get_code, task events on": samples["get_code"]}
+            self.samples |= samples
+            self.log(f"celery: round trips and bursts of {group} done")
+        batch = Call("get_codes", "main", "main", 1000)
+        round_trips(clients, batch, 1)  # warm-up
+        started = time.perf_counter()
+        round_trips(clients, batch, self.params.batch_calls)
+        rate = self.params.batch_calls * 1000 / (time.perf_counter() - started)
+        self.figures["celery.get_codes_1000.codes_per_s"] = rate
 
-    def _threads(self, clients: Clients) -> None:
-        threads = self.params.threads
-        outcomes, recorders = thread_load(clients, self._load_phases(), threads, self.params.warmup)
-        self.figures.update(load_figures(f"celery.threads{threads}", outcomes))
-        for recorder in recorders:
-            clients.forget(recorder.task_ids)
-            self.codes.add_codes(recorder.codes)
-        self.log(f"celery: {threads} threads done")
+    def _load(self, name: str, source: Clients | Endpoints, callers: int) -> None:
+        """``callers`` in a closed loop on ``main``, in rounds of each kind (threads
+        sharing ``source``, or processes): each kind's rate, get_code against the anchor
+        (the median of the rounds' ratios)."""
+        calls = self._calls("main")
+        phases = [calls[kind] for kind in KINDS] * self.params.load_rounds
+        params = self.params
+        rates, codes = run_load(source, callers, phases, params.load_seconds, params.warmup)
+        self.codes.merge(codes)
+        by_kind = {kind: rates[index :: len(KINDS)] for index, kind in enumerate(KINDS)}
+        for kind in KINDS:
+            self.figures[f"celery.{name}.{kind}.per_s"] = statistics.mean(by_kind[kind])
+        ratio = paired_median(by_kind["get_code"], by_kind["anchor"])
+        self.figures[f"celery.{name}.get_code_vs_anchor"] = ratio
+        self.log(f"celery: {name} done")
 
-    def _drain(self, group: str, workers: dict[str, list[str]]) -> float:
-        """Queue requests for ``group``'s rings, start its ``workers`` (name -> rings),
-        and measure how fast they serve them."""
-        rings = [ring for served in workers.values() for ring in served]
-        recorder = Recorder()
-        clients = Clients(self.endpoints, self.params.timeout)
+    def _drain(self, group: str) -> float:
+        """Queue requests for ``group``'s rings by name (as by-name callers send them),
+        start its workers, and measure how fast they serve them: completions per second
+        (the workers' clock) while every ring is served (workers started together still
+        begin a little apart); over all completions when too few fall in that window."""
+        clients = Clients(self.endpoints)
+        app, settings = clients.app(group), self.groups[group]
+        timeout = self.params.timeout
         try:
-            results = enqueue(clients.app(group), rings, self.params.drain_per_ring)
-            env = worker_env(self.groups[group])
+            sent: dict[str, list[Any]] = {r: [] for rings in SPREAD[group].values() for r in rings}
+            for _ in range(self.params.drain_per_ring):
+                for ring, results in sent.items():  # expiring late: no worker runs yet
+                    queue = ring_queue(settings.namespace, ring)
+                    results.append(app.send_task(TASK_GET_CODE, (ring,), queue=queue, expires=600))
             started = [
-                self.workers.coder_ring(name, served, env) for name, served in workers.items()
+                self.workers.coder_ring(name, list(rings), settings)
+                for name, rings in SPREAD[group].items()
             ]
-
-            def check() -> None:
+            # Poll for each ring's last result: reading results meanwhile would take
+            # this process's share of the cores from the workers.
+            keys = [app.backend.get_key_for_task(results[-1].id) for results in sent.values()]
+            deadline = time.monotonic() + READY_TIMEOUT + 600
+            while app.backend.client.exists(*keys) < len(keys):
                 for worker in started:
                     worker.check_alive()
-
-            wait_served(clients.app(group), results, READY_TIMEOUT + 600, check)
-            return drain_rate(results, self.params.timeout, recorder)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("queued requests not served in time")
+                time.sleep(0.05)
+            for ring, results in sent.items():
+                for result in results:
+                    clients.recorder.record(result, result.get(timeout=timeout), ring)
         finally:
-            clients.forget(recorder.task_ids)
+            self.codes.merge(clients.recorder)
             clients.close()
-            self.codes.add_codes(recorder.codes)
-
-    def _drains(self) -> None:
-        one = self._drain(ONE, {"one": list(ONE_RINGS)})
-        two = self._drain(TWO, {"two-a": [TWO_RINGS[0]], "two-b": [TWO_RINGS[1]]})
-        self.figures["spread.drain.one_worker.codes_per_s"] = one
-        self.figures["spread.drain.two_workers.codes_per_s"] = two
-        self.figures["spread.drain.ratio"] = two / one
-        self.log(f"celery: queued requests drained: {one:,.0f} vs {two:,.0f} codes/s")
-
-    def _processes(self) -> None:
-        """Caller processes: the closed-loop rounds, then the same callers against one
-        worker serving two rings and against two workers serving one each."""
-        params = self.params
-        common = self._load_phases()
-        seconds, depth = params.load_seconds, params.spread_depth
-        plans = [
-            [
-                *common,
-                *(
-                    phase
-                    for _ in range(params.load_rounds)
-                    for phase in (
-                        Phase(Call("get_code", ONE, ONE_RINGS[index % 2]), seconds, depth),
-                        Phase(Call("get_code", TWO, TWO_RINGS[index % 2]), seconds, depth),
-                    )
-                ),
-            ]
-            for index in range(params.processes)
-        ]
-        outcomes, codes = process_load(self.endpoints, plans, params.warmup, params.timeout)
-        self.codes.add_codes(codes)
-        figures = load_figures(f"celery.procs{params.processes}", outcomes[: len(common)])
-        spread = rates_by_kind(outcomes[len(common) :], ("one", "two"))
-        figures["spread.callers.one_worker.codes_per_s"] = statistics.mean(spread["one"])
-        figures["spread.callers.two_workers.codes_per_s"] = statistics.mean(spread["two"])
-        figures["spread.callers.ratio"] = paired_median(spread["two"], spread["one"])
-        self.figures.update(figures)
-        self.log(f"celery: {params.processes} caller processes done")
-
-
-def run_celery(
-    base: WorkerSettings, run_id: str, workdir: Path, params: CeleryParams, log: Log
-) -> CeleryResult:
-    """Every Celery figure. ``base`` holds the bench's database, rings file and Redis
-    URLs; every process started here is stopped before this returns."""
-    return CeleryRun(base, run_id, workdir, params, log).run()
+        done = [sorted(result.date_done for result in results) for results in sent.values()]
+        start, end = max(times[0] for times in done), min(times[-1] for times in done)
+        count = sum(start < moment <= end for times in done for moment in times)
+        if count < 20 or end <= start:
+            start, end = min(times[0] for times in done), max(times[-1] for times in done)
+            count = sum(len(times) for times in done) - 1
+        return float(count / max((end - start).total_seconds(), 1e-6))

@@ -1,182 +1,134 @@
-"""Every figure a run reports, in sections, with its unit and baseline; and 0.1.0's figures.
-
-Keys are those of the figures dict the parts return: ``celery.*`` (bench.celery_run),
-``spread.*``, ``worker.*`` and ``engine.<db>.*`` (bench.engine).
-"""
+"""Every figure a run reports, in sections: key (as :mod:`bench.celery_run` and
+:mod:`bench.engine` return it), label, unit, baseline and target (issues 11-13's)."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 #: coder_ring 0.1.0's engine draws (codes/s) by database and batch size, as published
-#: (its README's benchmark on this kind of machine): the floor of issue 11.
+#: (its README, this kind of machine): the floor of issue 11.
 V010: dict[str, dict[int, float]] = {
     "postgresql": {1: 455, 16: 6_162, 256: 31_134, 1000: 40_223},
     "sqlite": {1: 1_104, 16: 11_467, 256: 32_324, 1000: 39_174},
 }
-_DB_LABELS = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
-_KIND_LABELS = {
-    "anchor": "anchor no-op",
-    "noop": "coder_ring no-op",
-    "get_code": "get_code",
-}
+DATABASES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+BATCHES = (1, 16, 256, 1000)
+#: The calls compared side by side, and their labels.
+KINDS = {"anchor": "anchor no-op", "noop": "coder_ring no-op", "get_code": "get_code"}
+_OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One reported figure: its key, a label, a unit and (optionally) a baseline."""
+    """One reported figure; ``target`` as an issue states it (``">= 0.9"``), if any."""
 
     key: str
     label: str
     unit: str
+    target: str = ""
     baseline: str = ""
 
+    def check(self, value: float) -> bool:
+        """True when ``value`` meets the target."""
+        op, threshold = self.target.split()
+        return bool(_OPS[op](value, float(threshold)))
 
-def _round_trips() -> list[Figure]:
-    rows = []
-    for kind, label in _KIND_LABELS.items():
-        unit = "codes/s" if kind == "get_code" else "calls/s"
-        rows += [
-            Figure(f"celery.{kind}.p50_ms", f"{label} round trip p50", "ms"),
-            Figure(f"celery.{kind}.p99_ms", f"{label} round trip p99", "ms"),
-            Figure(f"celery.{kind}.burst_per_s", f"{label} burst", unit),
-        ]
+    def describe(self) -> str:
+        """The target with its unit, e.g. ``>= 20,000 codes/s`` or ``<= 1.15x``."""
+        op, threshold = self.target.split()
+        return f"{op} {float(threshold):,.10g}" + ("x" if self.unit == "x" else f" {self.unit}")
+
+
+def _rate(kind: str) -> str:
+    return "codes/s" if kind == "get_code" else "calls/s"
+
+
+def _calls(prefix: str, kind: str, note: str = "") -> list[Figure]:
+    """Round trips p50/p99 and bursts of one kind of call."""
+    label = KINDS[kind]
     return [
-        *rows,
-        Figure("celery.get_code.p50_vs_anchor", "get_code p50 / anchor p50", "x"),
-        Figure("celery.get_code.p99_vs_anchor", "get_code p99 / anchor p99", "x"),
-        Figure("celery.get_code.burst_vs_anchor", "get_code burst / anchor burst", "x"),
-        Figure("celery.get_code.p50_vs_noop", "get_code p50 / no-op p50", "x"),
-        Figure("celery.get_code.p99_vs_noop", "get_code p99 / no-op p99", "x"),
-        Figure("celery.get_code.burst_vs_noop", "get_code burst / no-op burst", "x"),
-        Figure("celery.noop.p50_vs_anchor", "coder_ring no-op p50 / anchor p50", "x"),
-        Figure("celery.noop.p99_vs_anchor", "coder_ring no-op p99 / anchor p99", "x"),
-        Figure("celery.noop.burst_vs_anchor", "coder_ring no-op burst / anchor burst", "x"),
-        Figure("celery.get_codes_1000.codes_per_s", "get_codes(ring, 1000)", "codes/s"),
+        Figure(f"{prefix}.{kind}.p50_ms", f"{label} round trip p50{note}", "ms"),
+        Figure(f"{prefix}.{kind}.p99_ms", f"{label} round trip p99{note}", "ms"),
+        Figure(f"{prefix}.{kind}.burst_per_s", f"{label} burst{note}", _rate(kind)),
     ]
 
 
-def _cpu() -> list[Figure]:
+def _vs_anchor(prefix: str, kind: str, targets: tuple[str, ...] = ("", "", "")) -> list[Figure]:
+    """A kind against the anchor: p50 and p99 (lower is better), bursts (higher is)."""
     return [
-        Figure(f"celery.{kind}.{side}_cpu_ms", f"{label}: {side} CPU per call", "ms")
-        for side in ("worker", "caller")
-        for kind, label in _KIND_LABELS.items()
-    ]
-
-
-def _load(prefix: str, what: str) -> list[Figure]:
-    return [
-        Figure(f"{prefix}.anchor.per_s", f"{what}: anchor no-ops", "calls/s"),
-        Figure(f"{prefix}.noop.per_s", f"{what}: coder_ring no-ops", "calls/s"),
-        Figure(f"{prefix}.get_code.per_s", f"{what}: get_code", "codes/s"),
-        Figure(f"{prefix}.get_code_vs_anchor", f"{what}: get_code / anchor", "x"),
-        Figure(f"{prefix}.get_code_vs_noop", f"{what}: get_code / coder_ring no-op", "x"),
-    ]
-
-
-def _events() -> list[Figure]:
-    return [
-        Figure("celery.events.anchor.p50_ms", "anchor no-op round trip p50 (same rounds)", "ms"),
-        Figure("celery.events.get_code.p50_ms", "get_code round trip p50", "ms"),
-        Figure("celery.events.get_code.p99_ms", "get_code round trip p99", "ms"),
-        Figure("celery.events.get_code.burst_per_s", "get_code burst", "codes/s"),
-        Figure("celery.events.get_code.p50_vs_anchor", "get_code p50 / anchor p50", "x"),
-        Figure("celery.events.get_code.p99_vs_anchor", "get_code p99 / anchor p99", "x"),
-        Figure("celery.events.get_code.burst_vs_anchor", "get_code burst / anchor burst", "x"),
-        Figure("celery.events.get_code.p50_vs_noop", "get_code p50 / no-op p50 (events on)", "x"),
-        Figure("celery.events.get_code.p99_vs_noop", "get_code p99 / no-op p99 (events on)", "x"),
-        Figure(
-            "celery.events.get_code.burst_vs_noop", "get_code burst / no-op burst (events on)", "x"
-        ),
-        Figure("celery.events.noop.worker_cpu_ms", "coder_ring no-op: worker CPU per call", "ms"),
-        Figure("celery.events.get_code.worker_cpu_ms", "get_code: worker CPU per call", "ms"),
-    ]
-
-
-def _engine(db: str) -> list[Figure]:
-    name = _DB_LABELS[db]
-    prefix = f"engine.{db}"
-    rows = [
-        Figure(
-            f"{prefix}.len4.batch_{n}.codes_per_s",
-            f"draws of {n:,} (base_length 4)",
-            "codes/s",
-            f"0.1.0: {V010[db][n]:,.0f}",
-        )
-        for n in V010[db]
-    ]
-    rows += [
-        Figure(f"{prefix}.len8.batch_{n}.codes_per_s", f"draws of {n:,} (base_length 8)", "codes/s")
-        for n in V010[db]
-    ]
-    rows += [
-        Figure(f"{prefix}.len8_vs_len4.batch_{n}", f"base_length 8 / 4, draws of {n:,}", "x")
-        for n in V010[db]
-    ]
-    return [
-        *rows,
-        Figure(f"{prefix}.first_code_ms", "first code of a fresh ring, after migrate", "ms",
-               "0.1.0: a fill"),
-        Figure(f"{prefix}.growth_per_1000.kb", "database growth per 1,000 codes drawn", "kB",
-               "0.1.0: the table"),
-        Figure(f"{prefix}.growth_per_1000.positions", "stored positions per 1,000 codes", "rows"),
-        Figure(f"{prefix}.v010.fill_s", "0.1.0: fill of a base_length 4 ring (replayed)", "s"),
-        Figure(f"{prefix}.v010.table_mb", "0.1.0: that ring's dense table", "MB"),
-        Figure(f"{prefix}.many_rings.seconds", "300 fresh rings, each drawn once: time", "s"),
-        Figure(f"{prefix}.many_rings.v010_seconds", "  0.1.0: 300 fills", "s"),
-        Figure(f"{prefix}.many_rings.kb", "300 fresh rings, each drawn once: growth", "kB"),
-        Figure(f"{prefix}.many_rings.v010_mb", "  0.1.0: 300 dense tables", "MB"),
-        Figure(f"{prefix}.replay.draw.codes_per_s", f"original (replayed): draws on {name}",
-               "codes/s"),
-        Figure(f"{prefix}.replay.fill_s", "original (replayed): fill of a base_length 4 ring",
-               "s"),
-        Figure(f"{prefix}.replay.table_mb", "original (replayed): that ring's table", "MB"),
-        Figure(f"{prefix}.batch_1_vs_replay", "draws of 1 / original's draws", "x"),
-        Figure(f"{prefix}.batch_1000_vs_replay", "draws of 1,000 / original's draws", "x"),
+        Figure(f"{prefix}.{kind}.{stat}_vs_anchor", f"{KINDS[kind]} {stat} / anchor {stat}", "x",
+               target)
+        for stat, target in zip(("p50", "p99", "burst"), targets, strict=True)
     ]  # fmt: skip
+
+
+def _load(prefix: str, what: str) -> tuple[Figure, ...]:
+    return (
+        *(
+            Figure(f"{prefix}.{kind}.per_s", f"{what}: {KINDS[kind]}", _rate(kind))
+            for kind in KINDS
+        ),
+        Figure(f"{prefix}.get_code_vs_anchor", f"{what}: get_code / anchor", "x", ">= 0.9"),
+    )
+
+
+def _engine(db: str) -> tuple[Figure, ...]:
+    p = f"engine.{db}"
+    return (
+        *(
+            Figure(f"{p}.len4.batch_{n}.codes_per_s", f"draws of {n:,} (base_length 4)",
+                   "codes/s", f">= {V010[db][n]}", f"0.1.0: {V010[db][n]:,.0f}")
+            for n in BATCHES
+        ),
+        *(
+            Figure(f"{p}.len8.batch_{n}.codes_per_s", f"draws of {n:,} (base_length 8)", "codes/s")
+            for n in BATCHES
+        ),
+        *(
+            Figure(f"{p}.len8_vs_len4.batch_{n}", f"base_length 8 / 4, draws of {n:,}", "x",
+                   ">= 0.9")
+            for n in BATCHES
+        ),
+        Figure(f"{p}.first_code_ms", "first code of a fresh ring, after migrate", "ms", "< 50"),
+        Figure(f"{p}.growth_per_1000.kb", "database growth per 1,000 codes drawn", "kB", "< 1024"),
+        Figure(f"{p}.growth_per_1000.positions", "stored positions per 1,000 codes", "rows"),
+        Figure(f"{p}.replay.draw.codes_per_s", f"original (replayed): draws on {DATABASES[db]}",
+               "codes/s"),
+        Figure(f"{p}.replay.fill_s", "original (replayed): fill of a base_length 4 ring", "s"),
+        Figure(f"{p}.replay.table_mb", "original (replayed): that ring's table", "MB"),
+        Figure(f"{p}.batch_1_vs_replay", "draws of 1 / original's draws", "x", ">= 1.5"),
+        Figure(f"{p}.batch_1000_vs_replay", "draws of 1,000 / original's draws", "x", ">= 25"),
+    )  # fmt: skip
 
 
 #: The sections of the table, in order: (title, figures).
 SECTIONS: tuple[tuple[str, tuple[Figure, ...]], ...] = (
-    (
-        "Celery, one caller: coder_ring's worker as shipped vs a default Celery worker (anchor)",
-        tuple(_round_trips()),
-    ),
-    ("Where a round trip's time goes: CPU per call", tuple(_cpu())),
-    ("16 threads of one process, closed loop", tuple(_load("celery.threads16", "16 threads"))),
-    ("4 caller processes, closed loop", tuple(_load("celery.procs4", "4 processes"))),
-    (
-        "Task events on (CODER_RING_TASK_EVENTS=true, as compose runs for flower)",
-        tuple(_events()),
-    ),
-    (
-        "Spreading two rings: one worker serving both vs two workers, one ring each",
-        (
-            Figure("spread.drain.one_worker.codes_per_s", "queued requests: one worker", "codes/s"),
-            Figure(
-                "spread.drain.two_workers.codes_per_s", "queued requests: two workers", "codes/s"
-            ),
-            Figure("spread.drain.ratio", "queued requests: two workers / one", "x"),
-            Figure(
-                "spread.callers.one_worker.codes_per_s", "4 caller processes: one worker", "codes/s"
-            ),
-            Figure(
-                "spread.callers.two_workers.codes_per_s",
-                "4 caller processes: two workers",
-                "codes/s",
-            ),
-            Figure("spread.callers.ratio", "4 caller processes: two workers / one", "x"),
-        ),
-    ),
-    (
-        "Worker memory",
-        (
-            Figure("worker.rss_mb", "worker RSS after the run", "MB"),
-            Figure("worker.peak_rss_mb", "worker peak RSS", "MB"),
-        ),
-    ),
-    *((f"Engine on {_DB_LABELS[db]}", tuple(_engine(db))) for db in ("postgresql", "sqlite")),
-)
+    ("Celery, one caller: coder_ring's worker as shipped vs a default Celery worker (anchor)", (
+        *(figure for kind in KINDS for figure in _calls("celery", kind)),
+        *_vs_anchor("celery", "get_code", ("<= 1.15", "<= 1.5", ">= 0.9")),
+        *_vs_anchor("celery", "noop"),
+        Figure("celery.get_codes_1000.codes_per_s", "get_codes(ring, 1000)", "codes/s", ">= 20000"),
+    )),
+    ("16 threads of one process, closed loop", _load("celery.threads16", "16 threads")),
+    ("4 caller processes, closed loop", _load("celery.procs4", "4 processes")),
+    ("Task events on (CODER_RING_TASK_EVENTS=true, as compose runs for flower)", (
+        Figure("celery.events.anchor.p50_ms", "anchor no-op round trip p50 (same rounds)", "ms"),
+        *_calls("celery.events", "get_code", " (events on)"),
+        *_vs_anchor("celery.events", "get_code"),
+    )),
+    ("Spreading two rings: queued requests, one worker serving both vs two, one ring each", (
+        Figure("spread.drain.one_worker.codes_per_s", "one worker", "codes/s"),
+        Figure("spread.drain.two_workers.codes_per_s", "two workers", "codes/s"),
+        Figure("spread.drain.ratio", "two workers / one", "x", ">= 1.6"),
+    )),
+    ("Worker memory", (
+        Figure("worker.rss_mb", "worker RSS after the run", "MB", "<= 80"),
+        Figure("worker.peak_rss_mb", "worker peak RSS", "MB"),
+    )),
+    *((f"Engine on {name}", _engine(db)) for db, name in DATABASES.items()),
+)  # fmt: skip
 
-#: Every figure a complete run reports, in table order.
+#: Every figure a complete run reports, in table order; those with a target.
 FIGURES: tuple[Figure, ...] = tuple(figure for _, rows in SECTIONS for figure in rows)
+TARGETED: tuple[Figure, ...] = tuple(figure for figure in FIGURES if figure.target)

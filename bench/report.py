@@ -1,16 +1,11 @@
-"""The benchmark's report: every figure in sections, with its baseline and target, as a
-table, ``results.json`` and ``results.png``.
-
-Targets come from the benchmark issues (see :data:`TARGETS`). Nothing here measures
-anything or imports Celery: :func:`write_report` takes the figures.
-"""
+"""The report of a run: a table of every figure in its section with its baseline, target
+and PASS/MISS; ``results.json`` (figures, targets, samples, the machine); ``results.png``
+(the latency distributions). Nothing here measures."""
 
 from __future__ import annotations
 
 import json
-import operator
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,89 +14,20 @@ from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 
-from bench.figures import FIGURES, SECTIONS, V010
-from bench.plot import write_plot
+from bench.figures import FIGURES, SECTIONS, TARGETED, V010
 
 JSON_NAME = "results.json"
 PLOT_NAME = "results.png"
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le,
-    "<": operator.lt,
-    ">=": operator.ge,
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    """``figure <op> threshold``, as an issue states it."""
-
-    key: str
-    op: str
-    threshold: float
-
-    def check(self, value: float) -> bool:
-        """True when ``value`` meets the target."""
-        return _OPS[self.op](value, self.threshold)
-
-    def describe(self) -> str:
-        """E.g. ``>= 20,000``."""
-        return f"{self.op} {self.threshold:,.10g}"
-
-
-def _v010_targets() -> list[Target]:
-    return [
-        Target(f"engine.{db}.len4.batch_{batch}.codes_per_s", ">=", V010[db][batch])
-        for db in V010
-        for batch in V010[db]
-    ]
-
-
-#: The targets of the benchmark issues (11, 12, 13) and the earlier ones still held.
-TARGETS: tuple[Target, ...] = (
-    # Issue 13: against a default Celery worker on a no-op task, in the same run.
-    Target("celery.get_code.p50_vs_anchor", "<=", 1.15),
-    Target("celery.get_code.p99_vs_anchor", "<=", 1.5),
-    Target("celery.get_code.burst_vs_anchor", ">=", 0.9),
-    Target("celery.threads16.get_code_vs_anchor", ">=", 0.9),
-    Target("celery.procs4.get_code_vs_anchor", ">=", 0.9),
-    Target("celery.get_codes_1000.codes_per_s", ">=", 20_000),
-    # Issue 12: the payoff of spreading rings over two workers on this machine (the
-    # workers' own capacity: with callers on the same two cores, see the callers row).
-    Target("spread.drain.ratio", ">=", 1.6),
-    Target("worker.rss_mb", "<=", 80),
-    # Issue 11: at least 0.1.0's draw rates, 40,000 codes/s for batches of 1,000 on
-    # PostgreSQL, a fresh ring at once, little room, base_length 8 as fast.
-    # (0.1.0's 40,223 codes/s for PostgreSQL batches of 1,000 is above issue 11's 40,000.)
-    *_v010_targets(),
-    *(
-        target
-        for db in ("postgresql", "sqlite")
-        for target in (
-            Target(f"engine.{db}.first_code_ms", "<", 50),
-            Target(f"engine.{db}.growth_per_1000.kb", "<", 1024),
-            *(
-                Target(f"engine.{db}.len8_vs_len4.batch_{batch}", ">=", 0.9)
-                for batch in (1, 16, 256, 1000)
-            ),
-            Target(f"engine.{db}.batch_1_vs_replay", ">=", 1.5),
-            Target(f"engine.{db}.batch_1000_vs_replay", ">=", 25),
-        )
-    ),
-)
 
 
 def evaluate(figures: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Each target with the measured value and whether it is met."""
-    return [
-        {
-            "figure": target.key,
-            "value": figures[target.key],
-            "target": target.describe(),
-            "passed": target.check(figures[target.key]),
-        }
-        for target in TARGETS
-        if target.key in figures  # a run of one part (--only) has the others' missing
-    ]
+    """Each target the run measured (``--only`` measures a part): its value, met or not."""
+    verdicts = []
+    for figure in (figure for figure in TARGETED if figure.key in figures):
+        value = figures[figure.key]
+        verdict = {"figure": figure.key, "value": value, "target": figure.describe()}
+        verdicts.append({**verdict, "passed": figure.check(value)})
+    return verdicts
 
 
 def _format(value: float, unit: str) -> str:
@@ -117,70 +43,59 @@ def _format(value: float, unit: str) -> str:
 def render_table(
     figures: Mapping[str, float], verdicts: Sequence[Mapping[str, Any]], *, quick: bool
 ) -> Group:
-    """The terminal report: one table per section, each row a figure with its value,
-    baseline, target and PASS/MISS."""
-    by_key: dict[str, list[Mapping[str, Any]]] = {}
-    for verdict in verdicts:
-        by_key.setdefault(verdict["figure"], []).append(verdict)
+    """One table per section, a row per figure: value, baseline, target, PASS/MISS."""
+    by_key = {verdict["figure"]: verdict for verdict in verdicts}
     title = "coder_ring benchmark" + (" (--quick: checks it works; figures mean nothing)" * quick)
     tables: list[Table | str] = [f"[bold]{title}[/]"]
-    for section, all_rows in SECTIONS:
-        rows = [figure for figure in all_rows if figure.key in figures]
-        if not rows:
+    for section, rows in SECTIONS:
+        shown = [figure for figure in rows if figure.key in figures]
+        if not shown:
             continue
-        first = len(tables) == 1
         table = Table(
             title=f"[bold]{section}[/]",
             title_justify="left",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
-            show_header=first,
+            show_header=len(tables) == 1,
         )
         # Fixed widths: the sections' tables line up.
-        table.add_column("figure", width=50)
-        table.add_column("value", justify="right", no_wrap=True, width=15)
-        table.add_column("baseline", justify="right", no_wrap=True, width=16)
-        table.add_column("target", justify="right", no_wrap=True, width=18)
-        table.add_column("result", justify="center", no_wrap=True, width=6)
-        for figure in rows:
-            targets, results = [], []
-            for verdict in by_key.get(figure.key, []):
-                passed = bool(verdict["passed"])
-                unit = figure.unit if figure.unit == "x" else f" {figure.unit}"
-                targets.append(verdict["target"] + unit)
-                style = "dim" if quick else ("green" if passed else "bold red")
-                results.append(f"[{style}]{'PASS' if passed else 'MISS'}[/]")
-            table.add_row(
-                figure.label,
-                _format(figures[figure.key], figure.unit),
-                figure.baseline,
-                ", ".join(targets),
-                " ".join(results),
-            )
+        for name, width in (("figure", 50), ("value", 15), ("baseline", 16), ("target", 18)):
+            table.add_column(name, width=width, justify="left" if width == 50 else "right")
+        table.add_column("result", justify="center", width=6)
+        for figure in shown:
+            target = result = ""
+            if (verdict := by_key.get(figure.key)) is not None:
+                target = verdict["target"]
+                style = "dim" if quick else ("green" if verdict["passed"] else "bold red")
+                result = f"[{style}]{'PASS' if verdict['passed'] else 'MISS'}[/]"
+            value = _format(figures[figure.key], figure.unit)
+            table.add_row(figure.label, value, figure.baseline, target, result)
         tables.append(table)
     return Group(*tables)
 
 
-def write_json(
-    path: Path,
-    figures: Mapping[str, float],
-    verdicts: Sequence[Mapping[str, Any]],
-    samples: Mapping[str, Sequence[float]],
-    meta: Mapping[str, Any],
-) -> None:
-    """The whole report as JSON: meta, figures (with units and labels), targets and
-    latency samples."""
-    described = {figure.key: figure for figure in FIGURES}
-    document = {
-        "meta": {**meta, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
-        "figures": dict(figures),
-        "units": {key: described[key].unit if key in described else "" for key in figures},
-        "labels": {key: described[key].label if key in described else key for key in figures},
-        "baselines": {"v010_draws_codes_per_s": V010},
-        "targets": list(verdicts),
-        "samples_ms": {name: list(values) for name, values in samples.items()},
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+def write_plot(path: Path, samples: Mapping[str, Sequence[float]]) -> None:
+    """The round trips' distributions as a PNG (ImportError without matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot, ticker
+
+    fig, axes = pyplot.subplots(figsize=(10, 6))
+    for name, values in samples.items():
+        ordered = sorted(values)
+        fractions = [(index + 1) / len(ordered) for index in range(len(ordered))]
+        axes.plot(ordered, fractions, label=f"{name} (n={len(ordered)})")
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
+    axes.set(xlabel="round trip (ms, log scale)", ylabel="fraction of calls")
+    axes.set_title("Celery round trips, one caller: coder_ring beside the anchor (CDF)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot.close(fig)
 
 
 def write_report(
@@ -190,22 +105,29 @@ def write_report(
     meta: Mapping[str, Any],
     console: Console,
 ) -> list[dict[str, Any]]:
-    """Print the table; write ``results.json`` and ``results.png`` into ``output_dir``."""
+    """Print the table; write ``results.json`` and ``results.png`` into ``output_dir``.
+    A whole run (every part) must have every figure."""
     missing = [figure.key for figure in FIGURES if figure.key not in figures]
-    whole_run = len(meta.get("parts", ("celery", "engine"))) > 1
-    if missing and whole_run:
+    if missing and len(meta.get("parts", ("celery", "engine"))) > 1:
         raise ValueError(f"figures missing from the run: {', '.join(missing)}")
     verdicts = evaluate(figures)
     console.print(render_table(figures, verdicts, quick=bool(meta.get("quick"))))
     output_dir.mkdir(parents=True, exist_ok=True)
-    json_path = output_dir / JSON_NAME
-    write_json(json_path, figures, verdicts, samples, meta)
-    plot_path = output_dir / PLOT_NAME
+    described = {figure.key: figure for figure in FIGURES if figure.key in figures}
+    document = {
+        "meta": {**meta, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")},
+        "figures": dict(figures),
+        "units": {key: figure.unit for key, figure in described.items()},
+        "labels": {key: figure.label for key, figure in described.items()},
+        "baselines": {"v010_draws_codes_per_s": V010},
+        "targets": verdicts,
+        "samples_ms": {name: list(values) for name, values in samples.items()},
+    }
+    (output_dir / JSON_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     try:
-        write_plot(plot_path, figures, samples)
+        write_plot(output_dir / PLOT_NAME, samples)
+        wrote = f"wrote {output_dir / JSON_NAME} and {output_dir / PLOT_NAME}"
     except ImportError:
-        console.print(f"wrote {json_path}; plot skipped: matplotlib is missing", markup=False)
-        console.print("(pip install 'coder_ring[bench]')", markup=False)
-    else:
-        console.print(f"wrote {json_path} and {plot_path}", markup=False)
+        wrote = f"wrote {output_dir / JSON_NAME}; no plot: pip install 'coder_ring[bench]'"
+    console.print(wrote, markup=False)
     return verdicts

@@ -3,8 +3,13 @@
 Outside CI a missing server skips the tests that need it; with CI=true it fails them.
 
 ``database_url`` runs a test on SQLite and on PostgreSQL (a URL: for the CLI, worker
-processes and anything that needs SQL). ``make_service`` runs an engine test on the
-three stores: the in-memory store, SQLite and PostgreSQL (``backend``).
+processes and anything that needs SQL; an empty database). ``make_service`` runs an
+engine test on the three stores: the in-memory store, SQLite and PostgreSQL
+(``backend``), each database migrated from a session's template (``migrated``).
+
+Hypothesis loads the tier's profile here, before any test module is imported
+(:mod:`tests.harness.tiers`: ``CODER_RING_TEST_PROFILE``, ``full`` unless
+``make test-fast`` sets ``fast``).
 
 The servers' URLs, ``require`` and the factories' types are in :mod:`tests.harness.shared`
 (tests import them from there, not from this file).
@@ -31,6 +36,10 @@ from tests.harness.shared import (
     prepare_test_database,
     require,
 )
+from tests.harness.templates import MigratedTemplates
+from tests.harness.tiers import load_profile
+
+load_profile()
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +58,20 @@ def pg_admin() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def pg_url(pg_admin: Engine) -> Iterator[str]:
-    """A database URL whose search_path is a fresh schema, dropped after the test."""
+def pg_schema(pg_admin: Engine) -> Iterator[str]:
+    """A fresh, empty schema of the test database, dropped after the test."""
     schema = f"cr_{uuid.uuid4().hex[:12]}"
     with pg_admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield pg_schema_url(schema)
+    yield schema
     with pg_admin.connect() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    """A database URL whose search_path is a fresh schema, dropped after the test."""
+    return pg_schema_url(pg_schema)
 
 
 @pytest.fixture
@@ -72,6 +87,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(name))
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    """Migrated databases without a migration per test (see tests.harness.templates)."""
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The store an engine test runs on: "memory", "sqlite" or "postgresql"."""
@@ -79,9 +102,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    """Stores on one fresh database of ``backend``: each call is another client of the
-    same database (another SqlStore on the same URL; the one MemoryStore in memory)."""
+def make_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[StoreFactory]:
+    """Stores on one fresh, migrated database of ``backend``: each call is another client
+    of the same database (another SqlStore on the same URL; the one MemoryStore in
+    memory)."""
     opened: list[Store] = []
     if backend == "memory":
         shared = MemoryStore()
@@ -90,7 +116,13 @@ def make_store(backend: str, request: pytest.FixtureRequest) -> Iterator[StoreFa
             return shared
 
     else:
-        url = str(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url"))
+        migrated: MigratedTemplates = request.getfixturevalue("migrated")
+        if backend == "sqlite":
+            url = migrated.sqlite(tmp_path / "rings.db")
+        else:
+            schema = str(request.getfixturevalue("pg_schema"))
+            migrated.postgres(request.getfixturevalue("pg_admin"), schema)
+            url = pg_schema_url(schema)
 
         def factory() -> Store:
             store = SqlStore(url)

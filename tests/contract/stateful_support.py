@@ -15,6 +15,7 @@ from coder_ring import MemoryStore, RingConfig, RingService, SqlStore
 from coder_ring.operations import GiveBack
 from coder_ring.store import Drawn, Store
 from tests.harness.shared import pg_schema_url
+from tests.harness.templates import MigratedTemplates
 
 NAME = "ring"
 
@@ -81,21 +82,23 @@ def stored_rows(store: Store) -> dict[str, dict[int, int]]:
 
 
 def fresh_databases(
-    backend: str, tmp: Path, pg_admin: Engine | None
+    backend: str, tmp: Path, pg_admin: Engine | None, migrated: MigratedTemplates
 ) -> Callable[[], tuple[Callable[[], Store], Callable[[], None]]]:
-    """For each example: a way to open stores on a new database, and a way to drop it."""
+    """For each example: a way to open stores on a new, migrated database, and a way to
+    drop it."""
 
     def open_store() -> tuple[Callable[[], Store], Callable[[], None]]:
         if backend == "memory":
             shared = MemoryStore()
             return (lambda: shared), (lambda: None)
         if backend == "sqlite":
-            url = f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
+            url = migrated.sqlite(tmp / f"{uuid.uuid4().hex}.db")
             return (lambda: SqlStore(url)), (lambda: None)
         assert pg_admin is not None
         schema = f"cr_{uuid.uuid4().hex[:12]}"
         with pg_admin.connect() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
+        migrated.postgres(pg_admin, schema)
 
         def drop() -> None:
             with pg_admin.connect() as conn:

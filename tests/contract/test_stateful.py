@@ -20,9 +20,11 @@ the sparse design allows: each extra's table is a permutation of its cycle, with
 most two rows per code drawn in the extra's current cycle.
 
 Each example gets a fresh database (a MemoryStore, a new SQLite file, or a new
-PostgreSQL schema), migrated. Settings (``SETTINGS``), chosen so that the whole file
-runs in about 12 s on this 2-CPU machine: memory 120 examples of up to 50 steps,
-SQLite 16 x 40, PostgreSQL 20 x 40: up to 7,440 steps, each followed by every check.
+PostgreSQL schema), migrated (from the session's template: tests.harness.templates).
+Settings (``SETTINGS``), chosen so that the whole file runs in about 12 s on this
+2-CPU machine: memory 120 examples of up to 50 steps, SQLite 16 x 40, PostgreSQL
+20 x 40: up to 7,440 steps, each followed by every check. ``make test-fast`` runs a
+fifth of the examples (at least 5: tests.harness.tiers), each as long.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ from tests.contract.stateful_support import (
     fresh_databases,
     stored_rows,
 )
+from tests.harness.templates import MigratedTemplates
+from tests.harness.tiers import examples
 
 SHAPES = (
     RingConfig(NAME, base_length=1, pool_size=6),
@@ -321,20 +325,19 @@ class RingMachine(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
 def test_no_code_is_handed_out_twice_whatever_happens(
-    backend: str, request: pytest.FixtureRequest
+    backend: str, request: pytest.FixtureRequest, migrated: MigratedTemplates
 ) -> None:
     pg_admin = request.getfixturevalue("pg_admin") if backend == "postgresql" else None
-    examples, steps = SETTINGS[backend]
+    budget, steps = SETTINGS[backend]
     with tempfile.TemporaryDirectory() as tmp:
+        opener = fresh_databases(backend, Path(tmp), pg_admin, migrated)
         machine = type(
-            f"RingMachine_{backend}",
-            (RingMachine,),
-            {"open_store": staticmethod(fresh_databases(backend, Path(tmp), pg_admin))},
+            f"RingMachine_{backend}", (RingMachine,), {"open_store": staticmethod(opener)}
         )
         run_state_machine_as_test(
             machine,
             settings=settings(
-                max_examples=examples,
+                max_examples=examples(budget),
                 stateful_step_count=steps,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 import redis
 from rich.console import Console
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
 
 from bench.calls import DuplicateCode, check_unique, percentile
-from bench.figures import FIGURES
-from bench.report import JSON_NAME, PLOT_NAME, TARGETS, Target, render_table, write_report
-from bench.resources import (
-    BENCH_DATABASE,
-    BENCH_REDIS_DB,
-    bench_redis_url,
-    postgres_server_url,
-    schema_exists,
-)
+from bench.figures import FIGURES, TARGETED, Figure
+from bench.report import JSON_NAME, PLOT_NAME, render_table, write_report
+from bench.resources import BENCH_DATABASE, BENCH_REDIS_DB, bench_redis_url, postgres_server_url
 from bench.run import run_bench
 from coder_ring.settings import Settings, WorkerSettings
 from tests.harness.shared import PG_ADMIN_URL, REDIS_TEST_URL, require
@@ -69,12 +64,14 @@ def test_a_code_issued_twice_by_one_ring_fails_the_run() -> None:
 
 
 def test_targets_compare_as_the_issues_state_them() -> None:
-    assert Target("x", "<=", 1.15).check(1.15) and not Target("x", "<=", 1.15).check(1.16)
-    assert Target("x", "<", 50).check(49.9) and not Target("x", "<", 50).check(50)
-    assert Target("x", ">=", 0.9).check(0.9) and not Target("x", ">=", 0.9).check(0.89)
-    assert Target("x", ">=", 40_223).describe() == ">= 40,223"
-    keys = {figure.key for figure in FIGURES}
-    assert {target.key for target in TARGETS} <= keys
+    ratio, ms = Figure("r", "r", "x", "<= 1.15"), Figure("m", "m", "ms", "< 50")
+    assert ratio.check(1.15) and not ratio.check(1.16)
+    assert ms.check(49.9) and not ms.check(50)
+    floor = Figure("f", "f", "codes/s", ">= 40223")
+    assert floor.check(40_223) and not floor.check(40_222.9)
+    assert floor.describe() == ">= 40,223 codes/s" and ratio.describe() == "<= 1.15x"
+    assert len({figure.key for figure in FIGURES}) == len(FIGURES)
+    assert len(TARGETED) == 32  # issues 11, 12 and 13
 
 
 def test_the_report_needs_every_figure(tmp_path: Path) -> None:
@@ -87,8 +84,8 @@ def test_the_report_needs_every_figure(tmp_path: Path) -> None:
 def test_the_table_shows_every_figure_with_its_target() -> None:
     figures = {figure.key: 2.0 for figure in FIGURES}
     verdicts = [
-        {"figure": t.key, "value": 2.0, "target": t.describe(), "passed": t.check(2.0)}
-        for t in TARGETS
+        {"figure": f.key, "value": 2.0, "target": f.describe(), "passed": f.check(2.0)}
+        for f in TARGETED
     ]
     out = io.StringIO()
     Console(file=out, width=120).print(render_table(figures, verdicts, quick=False))
@@ -96,7 +93,17 @@ def test_the_table_shows_every_figure_with_its_target() -> None:
     for figure in FIGURES:
         assert figure.label.strip() in printed, figure.label
     assert "get_code p50 / anchor p50" in printed and "<= 1.15x" in printed
-    assert printed.count("PASS") + printed.count("MISS") == len(TARGETS)
+    assert printed.count("PASS") + printed.count("MISS") == len(TARGETED)
+
+
+def schema_exists(database: URL, schema: str) -> bool:
+    engine = create_engine(database)
+    try:
+        with engine.connect() as conn:
+            query = "SELECT count(*) FROM information_schema.schemata WHERE schema_name = :n"
+            return bool(conn.execute(text(query), {"n": schema}).scalar_one())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
@@ -132,7 +139,7 @@ def test_quick_bench_end_to_end(pg_admin: Engine, tmp_path: Path) -> None:
         assert isinstance(value, int | float), figure.key
         assert math.isfinite(value), figure.key
         assert value > 0, figure.key
-    assert [target["figure"] for target in document["targets"]] == [t.key for t in TARGETS]
+    assert [target["figure"] for target in document["targets"]] == [f.key for f in TARGETED]
     assert all(isinstance(target["passed"], bool) for target in document["targets"])
     meta = document["meta"]
     assert meta["quick"] is True
@@ -152,7 +159,7 @@ def test_quick_bench_end_to_end(pg_admin: Engine, tmp_path: Path) -> None:
 
     printed = out.getvalue()
     assert "machine: " in printed and "Celery 5." in printed
-    assert "get_code p50 / anchor p50" in printed and "get_code p50 / no-op p50" in printed
+    assert "get_code p50 / anchor p50" in printed and "coder_ring no-op p50 / anchor" in printed
     assert "PASS" in printed or "MISS" in printed
 
     # Nothing the run started or made is left: processes, schemas, Redis keys.

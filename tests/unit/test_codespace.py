@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from coder_ring import profanity
 from coder_ring.alphabet import ALPHABET, decode_base, encode_base
 from coder_ring.profanity import PROFANE_ROOTS, CodeSpace, _tables, is_profane, space_of
+from tests.harness.tiers import examples
 
 # Written out here rather than imported: the tests' own reading of docs/ring.md.
 LOOKALIKES = str.maketrans({"3": "E", "4": "A", "5": "S", "7": "T", "8": "B"})
@@ -138,7 +139,7 @@ def test_filtered_total_equals_an_independent_count(base_length: int) -> None:
 
 
 @pytest.mark.parametrize("base_length", [5, 6, 7, 8])
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(data=st.data())
 def test_render_is_clean_ordered_and_inverted_by_rank(
     base_length: int, data: st.DataObject
@@ -157,7 +158,7 @@ def test_render_is_clean_ordered_and_inverted_by_rank(
 
 
 @pytest.mark.parametrize("base_length", [5, 8])
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(data=st.data())
 def test_consecutive_values_are_the_next_clean_codes_found_by_scanning(
     base_length: int, data: st.DataObject
@@ -179,7 +180,7 @@ def test_consecutive_values_are_the_next_clean_codes_found_by_scanning(
 
 
 @pytest.mark.parametrize("base_length", [3, 4, 5, 8])
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(data=st.data())
 def test_rank_refuses_profane_codes_and_inverts_render_on_clean_ones(
     base_length: int, data: st.DataObject

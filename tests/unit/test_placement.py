@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coder_ring.registry.placement import Candidate, Placement, place
+from tests.harness.tiers import examples
 
 RINGS = [f"r{index:03d}" for index in range(100)]
 UNLIMITED = 10_000
@@ -248,7 +249,7 @@ def _valid(current: Mapping[str, str], candidates: list[Candidate]) -> dict[str,
     }
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(instances(), st.booleans(), st.integers(0, 12))
 def test_every_servable_ring_goes_to_a_member_that_may_serve_it(
     instance: tuple[list[str], list[Candidate], dict[str, str]], rebalance: bool, max_moves: int
@@ -261,7 +262,7 @@ def test_every_servable_ring_goes_to_a_member_that_may_serve_it(
     assert all(ring in allowed[member] for ring, member in result.assignment.items())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(instances(), st.booleans(), st.integers(0, 12))
 def test_only_orphans_and_counted_moves_change_hands(
     instance: tuple[list[str], list[Candidate], dict[str, str]], rebalance: bool, max_moves: int
@@ -274,7 +275,7 @@ def test_only_orphans_and_counted_moves_change_hands(
     assert result.placed == len(result.assignment) - len(kept)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(instances())
 def test_converged_placement_is_as_balanced_as_restrictions_allow(
     instance: tuple[list[str], list[Candidate], dict[str, str]],
@@ -292,7 +293,7 @@ def test_converged_placement_is_as_balanced_as_restrictions_allow(
     assert again.assignment == assignment and again.moved == again.placed == 0
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.integers(0, 60),
     st.integers(1, 6),

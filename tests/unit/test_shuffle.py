@@ -27,6 +27,7 @@ from coder_ring.shuffle import (
     plan_draw,
     run_plan,
 )
+from tests.harness.tiers import examples
 
 
 def picks_from(values: list[int]) -> tuple[list[int], RandBelow]:
@@ -203,7 +204,7 @@ DRAWS = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(total=st.integers(1, 24), draws=DRAWS, seed=st.integers(0, 2**32))
 def test_any_draws_never_repeat_within_a_cycle_and_complete_every_cycle(
     total: int, draws: list[tuple[int, bool, bool]], seed: int
@@ -223,7 +224,7 @@ def test_any_draws_never_repeat_within_a_cycle_and_complete_every_cycle(
             assert len(ring.rows) - before_rows <= 2 * added
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     total=st.integers(1, 24),
     draws=DRAWS,
