@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from coder_ring import SqlStore
+from coder_ring.sql.engine import parse_database_url
 from coder_ring.sql.migrations.heads import VERSION_TABLE, schema_at_head
-from coder_ring.sql.store import parse_database_url
 from tests.harness.shared import pg_schema_url
 from tests.harness.templates import MigratedTemplates
 
