@@ -92,9 +92,12 @@ class RingServer:
         """extra -> codes drawn ahead and not handed out yet."""
         return {extra: len(pool.codes) for extra, pool in list(self._pools.items())}
 
-    def activate(self, *, if_inactive: bool = False) -> RingRecord:
+    def activate(self, *, if_inactive: bool = False, fill_now: bool = True) -> RingRecord:
         """Claim a new epoch (with the ring's current config) and fill the pool of the
-        empty extra. With ``if_inactive`` a server that already holds keeps its epoch."""
+        empty extra: now, or with ``fill_now=False`` in the background (a worker taking
+        hundreds of rings at once claims them without waiting on their draws; a request
+        that comes first draws for itself). With ``if_inactive`` a server that already
+        holds keeps its epoch."""
         self.settle()
         with self._mutex:
             if if_inactive and self._record is not None:
@@ -106,6 +109,9 @@ class RingServer:
             self._record = self.service.claim(self.name)
             if self.pool_size:
                 pool = self._pools[""] = ExtraPool("")
+                if not fill_now:
+                    pool.refill = self._background().submit(self._refill_in_background, pool)
+                    return self._record
                 with contextlib.suppress(StoreUnavailable):  # the next request retries
                     self._top_up(pool)
             return self._record
@@ -115,7 +121,9 @@ class RingServer:
         nothing else wrote since. Returns the codes given back."""
         with self._mutex:
             self._closing = True  # top-ups in flight land first, then go back with the rest
-        self.settle()
+        for pool in list(self._pools.values()):
+            # One not started yet never will: nothing to draw only to give it back.
+            self._settle(pool, cancel_queued=True)
         with self._mutex:
             record, pools = self._record, list(self._pools.values())
             self._pools.clear()
@@ -137,7 +145,9 @@ class RingServer:
         check_bump(bump)
         pool = self._pools.get(extra)
         if pool is not None and (bump or len(pool.codes) < count):
-            self._settle(pool)  # a top-up in flight may bring what is missing
+            # A top-up in flight may bring what is missing; one still queued (behind the
+            # fills of many rings just claimed) is dropped: this request draws for itself.
+            self._settle(pool, cancel_queued=True)
         with self._mutex:
             record = self._holding()
             pool = self._pools.get(extra)
@@ -271,9 +281,9 @@ class RingServer:
             self._own_executor = ThreadPoolExecutor(1, thread_name_prefix=f"refill-{self.name}")
         return self._own_executor
 
-    def _settle(self, pool: ExtraPool) -> None:
+    def _settle(self, pool: ExtraPool, cancel_queued: bool = False) -> None:
         pending = pool.refill
-        if pending is not None:
+        if pending is not None and not (cancel_queued and pending.cancel()):
             with contextlib.suppress(Exception):
                 pending.result(timeout=SETTLE_TIMEOUT)
 

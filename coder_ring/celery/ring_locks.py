@@ -71,8 +71,12 @@ class RingLocks:
         healthy: bool,
         stopping: bool,
     ) -> None:
-        """One round: every seat's lock as the assignment says (a ring assigned to nobody
-        alive may be taken by anyone: the lock decides, the coordinator then keeps it)."""
+        """One round: every seat's lock as the assignment says. A ring assigned to a member
+        not alive may be taken by anyone (the lock decides, the coordinator then keeps it
+        there). A ring the assignment does not name is left alone: the coordinator has
+        not placed it yet (a cold start waits for the members to join; taking it would
+        make the first member up take every ring). Only without any assignment (the
+        registry could not be read) is every free lock fair game."""
         plans = [(seat, self._plan(seat, assignment, live, healthy)) for seat in seats]
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
         for seat, plan in plans:
@@ -97,7 +101,11 @@ class RingLocks:
         wanted = (
             healthy
             and not seat.closed
-            and (target == self.member_id or target is None or target not in live)
+            and (
+                target == self.member_id
+                or assignment is None
+                or (target is not None and target not in live)
+            )
         )
         held = seat.has_lock()
         lapsed = held and seat.valid_until <= time.monotonic()

@@ -32,6 +32,7 @@ from coder_ring.celery.health import LOST, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
+from coder_ring.celery.transitions import OrderedTransitions
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
@@ -52,6 +53,8 @@ log = logging.getLogger("coder_ring.worker")
 MAX_MOVES_PER_ROUND = 10
 #: Rings let go at once when the worker stops (each one transaction and two Redis calls).
 LET_GO_THREADS = 4
+#: Rings whose activation or handoff runs at once (each mostly waits on the database).
+TRANSITION_THREADS = 4
 
 
 class WorkerRuntime:
@@ -87,6 +90,8 @@ class WorkerRuntime:
             ttl,
             rebalance_after=ttl,
             max_moves=MAX_MOVES_PER_ROUND,
+            # Two or three lease rounds: enough for members started together to register.
+            formation=ttl / 2,
         )
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
@@ -102,10 +107,11 @@ class WorkerRuntime:
         #: Held through each lease round: a stop waits for the one under way.
         self._in_round = threading.Lock()
         self._thread: threading.Thread | None = None
-        # Pool top-ups of every ring; activations, handoffs and give-backs (one at a time,
-        # so the lease thread never waits on a slow task or database).
+        # Pool top-ups of every ring; activations, handoffs and give-backs off the lease
+        # thread (it never waits on a slow task or database), in order per ring but several
+        # rings at once: a handoff does not queue behind hundreds of activations.
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
-        self._transitions = ThreadPoolExecutor(1, thread_name_prefix="ring-seat")
+        self._transitions = OrderedTransitions(TRANSITION_THREADS)
         self._listener = notices.NoticeListener(
             redis_client(settings.redis_url, connect_timeout=ttl / 4),
             self.namespace,
@@ -265,7 +271,7 @@ class WorkerRuntime:
         """Stop serving ``seat`` now; its pool goes back, then its lock (in the background)."""
         seat.handing_off = True
         try:
-            self._transitions.submit(self._finish_hand_off, seat, why)
+            self._transitions.submit(seat.ring, self._finish_hand_off, seat, why)
         except BaseException:
             # Nothing would ever end this handoff, and a seat handing off keeps renewing
             # its lock: serve on, and let the next round try again.
@@ -286,11 +292,11 @@ class WorkerRuntime:
 
     def _won(self, seat: RingSeat) -> None:
         self.metrics.won(seat.ring)
-        self._transitions.submit(self._activate, seat)
+        self._transitions.submit(seat.ring, self._activate, seat)
         self.on_change()
 
     def _lost(self, seat: RingSeat) -> None:
-        self._transitions.submit(seat.server.deactivate, True)
+        self._transitions.submit(seat.ring, seat.server.deactivate, True)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -337,7 +343,7 @@ class WorkerRuntime:
                     seat.ring,
                     record.epoch,
                 )
-                self._transitions.submit(self._activate, seat)
+                self._transitions.submit(seat.ring, self._activate, seat)
 
     def _on_notice(self, kind: str, ring: str) -> None:
         # Any notice (a ring changed, released or reassigned) is worth a round now.
@@ -345,12 +351,12 @@ class WorkerRuntime:
         seat = self.seats.get(ring) if kind == notices.CHANGED else None
         if seat is not None and seat.can_serve() and seat.server.epoch is None:
             # Held, but its claim failed (RingMismatch until the rebuild that sent this).
-            self._transitions.submit(self._activate, seat)
+            self._transitions.submit(seat.ring, self._activate, seat)
         self._wake.set()
 
     def reclaim(self, seat: RingSeat) -> Future[None]:
         """Give ``seat``'s pool back and claim its ring again (its settings changed)."""
-        return self._transitions.submit(self._reclaim, seat)
+        return self._transitions.submit(seat.ring, self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
         with seat.serving:

@@ -92,7 +92,8 @@ class RingSeat:
     def ensure_active(self) -> None:
         """Claim the ring in the database if this server has not yet (or was fenced)."""
         if self.server.epoch is None and self.can_serve():
-            self.server.activate(if_inactive=True)
+            # The pool fills in the background: activations stay one transaction each.
+            self.server.activate(if_inactive=True, fill_now=False)
 
     def serve(self, action: Callable[[RingServer], T]) -> T:
         """Run ``action`` on the pool server if this worker holds the ring; else

@@ -13,6 +13,15 @@ coordinator: the write is fenced by its lease). Rebalancing waits until membersh
 has not changed for ``rebalance_after`` seconds, and at most ``max_moves`` rings are on their
 way between members at any time (moves assigned in earlier rounds and not completed yet
 count), so a flapping member causes no storm; failovers do not wait.
+
+A cold start (no ring held, no ring assigned to a live member) waits for the cluster to
+form: the first member up would otherwise be assigned every ring, lock and claim them
+all, then hand two thirds of them off a few at a time (at 1,000 rings on 3 workers that
+took 30 to 70 s, issue 19). So a young coordinator places nothing until membership has
+held still for ``formation`` seconds, and at most ``3 * formation`` seconds after it
+started; members take no unassigned ring meanwhile
+(:class:`~coder_ring.celery.ring_locks.RingLocks`). An old coordinator never waits (a
+wiped Redis looks cold too, and its rings must be served again at once).
 """
 
 from __future__ import annotations
@@ -52,12 +61,16 @@ class Coordinator:
         *,
         rebalance_after: float,
         max_moves: int,
+        formation: float = 0.0,
     ) -> None:
         self.client = client
         self.namespace = namespace
         #: Seconds membership must stay unchanged before rings move to even the loads.
         self.rebalance_after = rebalance_after
         self.max_moves = max_moves
+        #: Seconds membership must hold still before a cold start's first placement.
+        self.formation = formation
+        self._born = time.monotonic()
         self._lease = Lease(client, coordinator_key(namespace), member_id, ttl)
         self._write = client.register_script(_WRITE)
         self.leading = False
@@ -81,6 +94,12 @@ class Coordinator:
         # Where a ring is meant to be, if that member lives; else where it is held.
         current = {ring: holder for ring, holder in holders.items() if holder in ids}
         current.update({ring: member for ring, member in stored.items() if member in ids})
+        if not current and self._forming(now):
+            # Nothing placed yet: wait for the others. A stale assignment (every member
+            # it names is gone) is cleared, or members would take its rings meanwhile.
+            if stored:
+                self._store({})
+            return {}
         rings = {ring for member in healthy for ring in member.rings}
         # Moves assigned earlier and not completed yet (the member it is assigned to does
         # not hold the ring) use up the cap: every notice (ASSIGNED, RELEASED) runs another
@@ -106,12 +125,19 @@ class Coordinator:
                 len(healthy),
             )
         if stored != placement.assignment:
-            flat = [item for pair in sorted(placement.assignment.items()) for item in pair]
-            self._write(
-                keys=[self._lease.key, assignment_key(self.namespace)],
-                args=[self._lease.token, *flat],
-            )
+            self._store(placement.assignment)
         return placement.assignment
+
+    def _forming(self, now: float) -> bool:
+        """Whether a cold start's first placement still waits for members to join."""
+        return now - self._changed_at < self.formation and now - self._born < 3 * self.formation
+
+    def _store(self, assignment: dict[str, str]) -> None:
+        flat = [item for pair in sorted(assignment.items()) for item in pair]
+        self._write(
+            keys=[self._lease.key, assignment_key(self.namespace)],
+            args=[self._lease.token, *flat],
+        )
 
     def resign(self) -> None:
         """Give the lease up (a graceful stop): another member takes over at once."""
