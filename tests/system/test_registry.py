@@ -5,6 +5,7 @@ worker process). Placement and handoffs with real worker processes and PostgreSQ
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -135,3 +136,35 @@ def test_one_call_tends_every_lock_of_a_worker(client: redis.Redis) -> None:
     # Once taken, a lock is extended whether or not the next round would take it.
     _, again = book.tend([(key, False) for key in keys])
     assert again == [False] + [True] + [index % 2 == 1 for index in range(2, len(keys))]
+
+
+def test_a_cold_start_waits_for_the_members_to_join(client: redis.Redis) -> None:
+    """Issue 19: the first member up is not assigned every ring. A young coordinator
+    places nothing while membership changes (clearing a stale assignment, whose dead
+    members' rings anyone would take), then places over everyone; a failover later
+    never waits."""
+    client.hset("coder_ring:reg:assignment", mapping={RINGS[0]: "gone|1|x"})
+    coordinator = Coordinator(
+        client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10, formation=0.3
+    )
+    assert coordinator.round([info("m1")], {}) == {}
+    assert read_assignment(client, "reg") == {}
+    assert coordinator.round([info("m1"), info("m2")], {}) == {}  # changed: waits again
+    time.sleep(0.35)
+    placed = coordinator.round([info("m1"), info("m2")], {})
+    assert placed is not None and spread(placed) == [50, 50]
+    assert read_assignment(client, "reg") == placed
+    # m2 dies: its rings go to m1 at once (not cold: m1 holds its own).
+    failover = coordinator.round([info("m1"), info("m3")], placed)
+    assert failover is not None and set(failover.values()) == {"m1", "m3"}
+
+
+def test_an_old_coordinator_places_a_wiped_registry_at_once(client: redis.Redis) -> None:
+    """A wiped Redis looks like a cold start; a coordinator past its formation limit
+    (3 x formation after it started) does not wait: the rings are served again now."""
+    coordinator = Coordinator(
+        client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10, formation=0.1
+    )
+    time.sleep(0.35)
+    placed = coordinator.round([info("m1"), info("m2")], {})
+    assert placed is not None and spread(placed) == [50, 50]
