@@ -21,7 +21,8 @@ took 30 to 70 s, issue 19). So a young coordinator places nothing until membersh
 held still for ``formation`` seconds, and at most ``3 * formation`` seconds after it
 started; members take no unassigned ring meanwhile
 (:class:`~coder_ring.celery.ring_locks.RingLocks`). An old coordinator never waits (a
-wiped Redis looks cold too, and its rings must be served again at once).
+wiped Redis looks cold too, and its rings must be served again at once), nor does one
+with no more than ``max_moves`` rings (one batch of handoffs costs less than the wait).
 """
 
 from __future__ import annotations
@@ -94,13 +95,15 @@ class Coordinator:
         # Where a ring is meant to be, if that member lives; else where it is held.
         current = {ring: holder for ring, holder in holders.items() if holder in ids}
         current.update({ring: member for ring, member in stored.items() if member in ids})
-        if not current and self._forming(now):
+        rings = {ring for member in healthy for ring in member.rings}
+        if not current and len(rings) > self.max_moves and self._forming(now):
             # Nothing placed yet: wait for the others. A stale assignment (every member
             # it names is gone) is cleared, or members would take its rings meanwhile.
+            # A few rings (no more than one batch of moves) are placed at once: their
+            # handoffs cost less than the wait.
             if stored:
                 self._store({})
             return {}
-        rings = {ring for member in healthy for ring in member.rings}
         # Moves assigned earlier and not completed yet (the member it is assigned to does
         # not hold the ring) use up the cap: every notice (ASSIGNED, RELEASED) runs another
         # round at once, so a cap on the moves of one round alone let a join reassign

@@ -168,3 +168,13 @@ def test_an_old_coordinator_places_a_wiped_registry_at_once(client: redis.Redis)
     time.sleep(0.35)
     placed = coordinator.round([info("m1"), info("m2")], {})
     assert placed is not None and spread(placed) == [50, 50]
+
+
+def test_a_few_rings_are_placed_at_once(client: redis.Redis) -> None:
+    """No more rings than one batch of moves: the handoffs cost less than the wait."""
+    few = RINGS[:10]
+    coordinator = Coordinator(
+        client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10, formation=5.0
+    )
+    placed = coordinator.round([info("m1", few)], {})
+    assert placed == dict.fromkeys(few, "m1")
