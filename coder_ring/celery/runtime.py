@@ -245,7 +245,7 @@ class WorkerRuntime:
             holders = lock_holders(self.redis, self.namespace, rings)
             self.metrics.saw_holders(holders)  # tells a failover from a handoff
             before = read_assignment(self.redis, self.namespace)
-            assignment = self.coordinator.round(members, holders) if self.healthy else None
+            assignment = self.coordinator.round(members, holders, before) if self.healthy else None
             if assignment is None:
                 assignment = before
             elif assignment != before:

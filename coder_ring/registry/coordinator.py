@@ -79,10 +79,14 @@ class Coordinator:
         self._changed_at = time.monotonic()
 
     def round(
-        self, members: Sequence[MemberInfo], holders: Mapping[str, str]
+        self,
+        members: Sequence[MemberInfo],
+        holders: Mapping[str, str],
+        stored: dict[str, str] | None = None,
     ) -> dict[str, str] | None:
         """Run one round if this member is (or becomes) the coordinator; the assignment it
-        wrote, or None when another member coordinates."""
+        wrote, or None when another member coordinates. ``stored``: the assignment as the
+        caller just read it (else read here; at thousands of rings a read costs)."""
         self.leading = self._lease.acquire_or_renew() is not None
         if not self.leading:
             return None
@@ -91,7 +95,8 @@ class Coordinator:
         now = time.monotonic()
         if ids != self._members:
             self._members, self._changed_at = ids, now
-        stored = read_assignment(self.client, self.namespace)
+        if stored is None:
+            stored = read_assignment(self.client, self.namespace)
         # Where a ring is meant to be, if that member lives; else where it is held.
         current = {ring: holder for ring, holder in holders.items() if holder in ids}
         current.update({ring: member for ring, member in stored.items() if member in ids})
