@@ -71,7 +71,10 @@ def rings_text(path: Path, rings: Mapping[str, int]) -> str:
 def row_locked(database_url: str, ring: str) -> Iterator[None]:
     """Hold ``ring``'s row locked (PostgreSQL): a worker's draw waits for it, so a request
     stays in flight for as long as the block runs."""
-    engine = create_engine(database_url)
+    # READ COMMITTED, as the workers run: under the test database's hostile default
+    # (SERIALIZABLE) the lock fails if a worker wrote the row meanwhile, as a pool
+    # filled in the background after a claim does.
+    engine = create_engine(database_url, isolation_level="READ COMMITTED")
     try:
         with engine.connect() as conn, conn.begin():
             conn.execute(
