@@ -84,7 +84,9 @@ class RingLocks:
         """While the worker stops: extend the locks still held (their pools are on their
         way back), take none."""
         held = [seat for seat in seats if seat.has_lock()]
-        granted, until, _ = self._ask([(seat, False) for seat in held])
+        granted, until, error = self._ask([(seat, False) for seat in held])
+        if error is not None:
+            return  # asked again next round: a closed seat serves nothing meanwhile
         for seat in held:
             with seat.transition:
                 if seat.has_lock():
@@ -128,7 +130,8 @@ class RingLocks:
                 _release(seat)  # taken or kept for a seat that let go meanwhile
             return
         if plan.handing_off:
-            seat.valid_until = until or 0.0  # kept until the pool is home
+            if error is None:  # an error says nothing of the lock: asked again next round
+                seat.valid_until = until or 0.0  # kept until the pool is home
             return
         if error is not None and plan.held:
             log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
