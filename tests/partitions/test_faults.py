@@ -17,6 +17,7 @@ held had another holder, each ring's longest gap and how soon it served again.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def cut_one_server(network: Network, tmp_path: Path, target: str) -> dict[str, A
     print(f"after the heal: {after}, victim healthy: {healthy_after}")
     print(
         f"setup {setup:.1f} s, whole test {time.monotonic() - started:.1f} s, requests "
-        f"{len(outcomes)}, errors {sum(1 for o in outcomes if o.error)}"
+        f"{len(outcomes)}, errors {Counter(o.error for o in outcomes if o.error) or 'none'}"
     )
     for ring in RINGS:
         row = ring_report(outcomes, ring, since=since, until=until, fault=fault, heal=heal)
