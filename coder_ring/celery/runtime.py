@@ -265,7 +265,9 @@ class WorkerRuntime:
             stopping=self._stopping.is_set(),
         )
         ttl = self.settings.lock_ttl
-        self._check_epochs(min(ttl / 3, max(0.0, started + 2 * ttl / 3 - time.monotonic())))
+        budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
+        if budget >= ttl / 10:  # else next round: too little time left is no failure
+            self._check_epochs(budget)
 
     def new_seat(self, ring: str) -> RingSeat:
         """A seat for ``ring`` (configured), not held."""
