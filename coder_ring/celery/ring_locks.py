@@ -92,6 +92,21 @@ class RingLocks:
                 if seat.has_lock():
                     seat.valid_until = until if granted.get(seat.ring) else 0.0
 
+    def give_up(self, seats: Iterable[RingSeat]) -> list[RingSeat]:
+        """Stop serving every seat holding a lock (handing off or not) and release the
+        locks in one call, giving nothing back (the database is unreachable: the pools
+        are dropped, their codes lost, never repeated). The seats given up."""
+        gone = []
+        for seat in seats:
+            with seat.transition:
+                if seat.has_lock():
+                    seat.valid_until = 0.0
+                    gone.append(seat)
+        if gone:
+            with contextlib.suppress(redis.RedisError):  # if so, they expire by themselves
+                self.book.release([seat.lease.key for seat in gone])
+        return gone
+
     def _plan(
         self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str], healthy: bool
     ) -> _Plan:
