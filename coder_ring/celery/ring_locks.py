@@ -144,12 +144,16 @@ class RingLocks:
             if until is not None and not seat.has_lock():
                 _release(seat)  # taken or kept for a seat that let go meanwhile
             return
-        if plan.handing_off:
-            if error is None:  # an error says nothing of the lock: asked again next round
-                seat.valid_until = until or 0.0  # kept until the pool is home
-            return
-        if error is not None and plan.held:
+        if error is not None:
+            # It says nothing of the lock: a held one stays ours until its time runs out
+            # (the seat stops serving then by itself), so one slow or lost reply drops no
+            # pool; asked again next round. Once the time ran out, it is lost (below).
+            if not (plan.held and plan.lapsed) or plan.handing_off:
+                return
             log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
+        if plan.handing_off:
+            seat.valid_until = until or 0.0  # kept until the pool is home
+            return
         if plan.held and not plan.wanted and not plan.lapsed and until is not None:
             seat.valid_until = until
             self._leave(seat, f"assigned to {plan.target}" if plan.target else "released")
