@@ -43,6 +43,7 @@ BAD_SETTINGS = [
     ("CODER_RING_TASK_EXPIRES", "-5", "CODER_RING_TASK_EXPIRES='-5' is invalid"),
     ("CODER_RING_TASK_EVENTS", "maybe", "CODER_RING_TASK_EVENTS='maybe' is invalid"),
     ("CODER_RING_METRICS_PORT", "70000", "CODER_RING_METRICS_PORT='70000' is invalid"),
+    ("CODER_RING_LOG_INTERVAL", "soon", "CODER_RING_LOG_INTERVAL='soon' is invalid"),
 ]
 
 
