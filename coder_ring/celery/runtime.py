@@ -32,6 +32,7 @@ from coder_ring.celery.health import LOST, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
+from coder_ring.celery.serving_log import ServingLog
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
@@ -67,6 +68,7 @@ class WorkerRuntime:
         self.settings = settings
         self.namespace = settings.namespace
         self.node = node
+        self.serving_log = ServingLog(node)
         rings_file = RingsFile(settings.engine.config_path)
         # Taken before the service reads the file: an edit made meanwhile is reloaded.
         seen = rings_file.stamp()
@@ -253,6 +255,7 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
+        self.serving_log.round(self.seats.values(), assignment or {})
         self._check_epochs()
 
     def new_seat(self, ring: str) -> RingSeat:

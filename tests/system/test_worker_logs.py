@@ -87,3 +87,55 @@ def test_a_callers_bad_request_is_one_warning_line_per_ring_and_kind_per_interva
             for kind in ("ExtraConflict", "InvalidInput"):
                 counted = value(families, "coder_ring_draw_errors_total", ring=ring, kind=kind)
                 assert counted == 2 * CALLS, (ring, kind, counted)
+
+
+def serving_lines(log: str) -> list[str]:
+    return re.findall(r"^.* serves \d+ rings? \(.*$", log, re.M)
+
+
+def test_the_rings_served_are_one_line_at_start_and_one_per_change_at_the_default_level(
+    tmp_path: Path, redis_url: str, pg_url: str
+) -> None:
+    rings = [f"r{n:02d}" for n in range(12)]
+    env = worker_env(
+        redis_url=redis_url,
+        database_url=pg_url,
+        rings_file=write_rings(tmp_path / "rings.toml", **{ring: {} for ring in rings}),
+    )
+    with ProcessGroup(tmp_path / "processes") as group:
+        # `coder-ring worker`'s default level, WARNING: no per-ring "lock won" lines.
+        first = group.worker("first", env, loglevel="WARNING")
+        line = first.wait_for_log(r"serves 12 rings \(took 12 rings: .*\)$", 30)[0]
+        assert "r00, r01, r02, r03, r04 and 7 more" in line, line
+        assert len(serving_lines(first.log_text())) == 1
+        second = group.worker("second", env, loglevel="WARNING")
+        # The coordinator splits the rings: the first says what it gave and to whom.
+        gave = first.wait_for_log(r"serves 6 rings \(gave up 6: .*\)$", 30)[0]
+        assert f"6 to {second.hostname}" in gave, gave
+        # One line per change (a rebalance over several rounds included), never per ring.
+        second.wait_for_log(r"serves 6 rings \(took 6 rings: .*\)$", 30)
+        assert len(serving_lines(first.log_text())) == 2, serving_lines(first.log_text())
+        assert len(serving_lines(second.log_text())) == 1, serving_lines(second.log_text())
+        assert "lock won" not in first.log_text()
+
+
+def test_a_prefork_pool_or_a_concurrency_is_named_once_and_other_pools_refused(
+    tmp_path: Path, redis_url: str, pg_url: str
+) -> None:
+    env = worker_env(
+        redis_url=redis_url,
+        database_url=pg_url,
+        rings_file=write_rings(tmp_path / "rings.toml", one={"base_length": 1}),
+    )
+    asked = ["--pool", "prefork", "--concurrency", "4"]
+    with ProcessGroup(tmp_path / "processes") as group, caller_app(env) as app:
+        worker = group.worker("prefork", env, ["one"], loglevel="WARNING", extra_args=asked)
+        worker.wait_for_log(r"serves 1 ring \(took 1 ring: one\)", 30)
+        warned = re.findall(r"^.*runs in the solo pool.*$", worker.log_text(), re.M)
+        assert len(warned) == 1, warned
+        assert "not --pool prefork with --concurrency 4" in warned[0], warned
+        assert "WARNING" in warned[0]
+        app.ring_tasks.get_code.delay("one").get(timeout=TIMEOUT)  # it serves, in solo
+        threads = group.worker("threads", env, ["one"], extra_args=["--pool", "threads"])
+        assert threads.wait(30) != 0
+        assert "error: a ring worker runs in the solo pool, not 'thread'" in threads.log_text()
