@@ -186,7 +186,7 @@ def test_status_prints_extras_verbatim(tmp_path: Path, sqlite_url: str) -> None:
     assert "MarkupError" not in table.stderr and table.stderr == ""
     rows = table_rows(table.stdout)
     assert [row[3] for row in rows] == list(reversed(marked))  # latest first, verbatim
-    assert all(len(row) == 12 and "" not in row for row in rows)
+    assert all(len(row) == 13 and "" not in row for row in rows)
     [state] = cli.status().values()
     assert [extra["extra"] for extra in state["extras"]] == list(reversed(marked))
 
