@@ -32,6 +32,7 @@ from coder_ring.celery.health import LOST, Bounded, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
+from coder_ring.celery.serving_log import ServingLog
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
@@ -67,6 +68,7 @@ class WorkerRuntime:
         self.settings = settings
         self.namespace = settings.namespace
         self.node = node
+        self.serving_log = ServingLog(node)
         rings_file = RingsFile(settings.engine.config_path)
         # Taken before the service reads the file: an edit made meanwhile is reloaded.
         seen = rings_file.stamp()
@@ -264,6 +266,7 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
+        self.serving_log.round(self.seats.values(), assignment or {})
         ttl = self.settings.lock_ttl
         budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
         if budget >= ttl / 10:  # else next round: too little time left is no failure
