@@ -223,7 +223,10 @@ class RingServer:
                 self._give_back(record, idle)
             if "" not in self._pools:
                 self._pools[""] = ExtraPool("")
-            return sum(self._top_up(pool, record) for pool in list(self._pools.values()))
+            # A pool whose top-up started since the settle above is left to it: two draws
+            # at once for one pool would break the run its codes go back in.
+            pools = [pool for pool in self._pools.values() if not pool.in_flight()]
+            return sum(self._top_up(pool, record) for pool in pools)
 
     def reset(self) -> RingRecord:
         """Start every extra of the ring over, fenced with this server's epoch (the server

@@ -106,6 +106,7 @@ WORKER_VARIABLES = (
     Variable("CODER_RING_REFILL_INTERVAL", "refill_interval", SECONDS),
     Variable("CODER_RING_TASK_EVENTS", "task_events", FLAG),
     Variable("CODER_RING_METRICS_PORT", "metrics_port", PORT),
+    Variable("CODER_RING_LOG_INTERVAL", "log_interval", SECONDS),
 )
 
 
@@ -180,6 +181,8 @@ class WorkerSettings:
     task_events: bool = False
     #: Port of a worker's Prometheus metrics (None: not served).
     metrics_port: int | None = None
+    #: A worker logs a caller's refused request once per ring and kind per this many seconds.
+    log_interval: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:

@@ -22,6 +22,8 @@ class ExtraStatus:
 
     ``remaining_in_cycle`` counts the codes not yet drawn from the database in this
     cycle; codes drawn ahead into the holder's pool are counted in ``pooled``, not there.
+    ``issued`` counts every code drawn from the database, pooled ones included;
+    ``received`` (``issued - pooled``, None while the pool is unknown) what callers got.
     """
 
     extra: str
@@ -32,9 +34,35 @@ class ExtraStatus:
     issued: int
     pooled: int | None = None
 
+    @property
+    def received(self) -> int | None:
+        """Codes callers received (or that a lost pool took): ``issued - pooled``; None
+        while the holder's pool is unknown."""
+        if self.pooled is None:
+            return None
+        # Never below 0: a pool read just after a status of the database it outran.
+        return max(self.issued - self.pooled, 0)
+
     def as_dict(self) -> dict[str, Any]:
-        """A plain dict (JSON-friendly)."""
-        return dict(self.__dict__)
+        """A plain dict (JSON-friendly); ``percent_used`` rounded as everywhere."""
+        data = dict(self.__dict__)
+        data["percent_used"] = round_percent(self.percent_used)
+        data["received"] = self.received
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExtraStatus:
+        """The inverse of :meth:`as_dict`."""
+        return cls(**{key: value for key, value in data.items() if key != "received"})
+
+
+#: Decimals of ``percent_used`` wherever a status is shown as data (JSON, the task).
+PERCENT_DECIMALS = 3
+
+
+def round_percent(value: float) -> float:
+    """``percent_used`` as shown: the one rounding rule of the ring and of each extra."""
+    return round(value, PERCENT_DECIMALS)
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,14 @@ class RingStatus:
         """Share of the latest extra's cycle already drawn, in percent."""
         return self._latest.percent_used
 
+    @property
+    def received(self) -> int | None:
+        """Codes callers received over every extra (``issued - pooled``, summed), like
+        ``pooled`` a total of the ring; None while the holder's pool is unknown."""
+        if self.pooled is None:
+            return None
+        return sum(extra.received or 0 for extra in self.extras)
+
     def served_by(self, holder: str | None, pooled: Mapping[str, int] | None) -> RingStatus:
         """This status with the lock ``holder`` and its pool (extra -> codes drawn ahead;
         None when the holder could not say)."""
@@ -110,10 +146,11 @@ class RingStatus:
             "cycle": self.cycle,
             "uniquizer": self.uniquizer,
             "remaining_in_cycle": self.remaining_in_cycle,
-            "percent_used": round(self.percent_used, 3),
+            "percent_used": round_percent(self.percent_used),
             "stored_positions": self.stored_positions,
             "holder": self.holder,
             "pooled": self.pooled,
+            "received": self.received,
             "extras": [status.as_dict() for status in self.extras],
         }
 
@@ -127,7 +164,7 @@ class RingStatus:
             total_codes=data["total_codes"],
             epoch=data["epoch"],
             stored_positions=data["stored_positions"],
-            extras=tuple(ExtraStatus(**extra) for extra in data["extras"]),
+            extras=tuple(ExtraStatus.from_dict(extra) for extra in data["extras"]),
             holder=data["holder"],
             pooled=data["pooled"],
         )

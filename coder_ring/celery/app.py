@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 from celery import Celery
 
+from coder_ring.celery.caller_errors import CallerErrorLog
 from coder_ring.celery.names import misc_queue
 from coder_ring.celery.ring_tasks import RingTasks, register
 from coder_ring.config import RingConfig, RingsFile
@@ -41,6 +42,8 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self._rings_file = RingsFile(settings.engine.config_path)
         self._registry_mutex = threading.Lock()
         self._registry: CallerView | None = None
+        #: A worker's log of callers' refused requests (once per ring and kind per interval).
+        self.caller_errors = CallerErrorLog(settings.log_interval)
         self.conf.update(
             broker_url=settings.broker_url,
             result_backend=settings.result_backend,

@@ -6,6 +6,11 @@ database marks the start of a failure; once it has lasted a lock TTL the worker
 declares itself unhealthy (it gives its rings up and the coordinator gives it none),
 and it probes the database again after a back-off that doubles up to
 :data:`MAX_BACKOFF`.
+
+The lease thread's own calls to the database (the probe, the epoch check) run on
+:class:`Bounded`'s thread: the lease thread waits for them at most a share of the TTL,
+whatever the driver does (a connect through a dead link, a ping on a dead pooled
+connection), and a call that did not answer in time counts as a failure.
 """
 
 from __future__ import annotations
@@ -13,8 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
-from coder_ring.errors import CoderRingError
+from coder_ring.errors import CoderRingError, StoreUnavailable
+
+T = TypeVar("T")
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -37,10 +47,10 @@ class DatabaseHealth:
         self._backoff = grace
         self._retry_at = 0.0
 
-    def failed(self) -> None:
-        """A request met an unreachable database."""
+    def failed(self, since: float | None = None) -> None:
+        """A request met an unreachable database (``since``: when it started, monotonic)."""
         if self._failing_since is None:
-            self._failing_since = time.monotonic()
+            self._failing_since = time.monotonic() if since is None else since
 
     def ok(self) -> None:
         """A request reached the database."""
@@ -92,3 +102,29 @@ class DatabaseHealth:
             log.info("database reachable again: serving rings")
         self.healthy, self._failing_since, self._backoff = True, None, self.grace
         return BACK
+
+
+class Bounded:
+    """Database calls of the lease thread, on a thread of their own, each waited for at
+    most a given time. One at a time: while a call that timed out is still stuck, the
+    next fails at once (the database is not answering)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ring-db-check")
+        self._pending: Future[object] | None = None
+
+    def run(self, call: Callable[[], T], budget: float) -> T:
+        """``call()``'s result; :class:`StoreUnavailable` if it did not end within
+        ``budget`` seconds (it goes on in the background) or one before it is still stuck."""
+        if self._pending is not None and not self._pending.done():
+            raise StoreUnavailable("the database did not answer an earlier check yet")
+        future: Future[T] = self._executor.submit(call)
+        self._pending = future  # type: ignore[assignment]
+        try:
+            return future.result(timeout=max(budget, 0.01))
+        except FutureTimeout:
+            raise StoreUnavailable(f"the database did not answer within {budget:.2f} s") from None
+
+    def close(self) -> None:
+        """Stop the thread (a call still stuck is not waited for)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

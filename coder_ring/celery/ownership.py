@@ -10,6 +10,8 @@ loop's thread (kombu consumers are not thread-safe): right away through
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from celery import bootsteps
@@ -22,6 +24,50 @@ from coder_ring.errors import CoderRingError
 log = logging.getLogger("coder_ring.worker")
 RECONCILE_SECONDS = 0.5
 ALL_RINGS = "all"
+
+
+def asked_pool(argv: Sequence[str]) -> str | None:
+    """The pool named on the command line (``-P x``, ``--pool x``, ``--pool=x``), if any:
+    Celery takes an explicit ``--pool prefork`` for its default and runs the configured
+    solo pool instead, without a word."""
+    asked = None  # the last one counts, as for click
+    for index, arg in enumerate(argv):
+        if arg in ("-P", "--pool") and index + 1 < len(argv):
+            asked = argv[index + 1]
+        elif arg.startswith("--pool="):
+            asked = arg.partition("=")[2]
+        elif arg.startswith("-P") and len(arg) > 2:
+            asked = arg[2:]
+    return asked
+
+
+def check_pool(controller: Any, argv: Sequence[str]) -> None:
+    """Refuse a pool other than solo; warn once when the command line asked for prefork
+    or a concurrency above 1, which a ring worker does not run (it serves each ring's
+    requests in order, in one process: run more workers to spread rings)."""
+    pool_cls = getattr(controller, "pool_cls", None)
+    module = getattr(pool_cls, "__module__", "") or ""
+    if pool_cls is not None and not module.endswith(".solo"):
+        raise SystemExit(
+            f"error: a ring worker runs in the solo pool, not {module.rpartition('.')[2]!r} "
+            "(start it with --pool solo, or with `coder-ring worker`)"
+        )
+    asked = asked_pool(argv)
+    concurrency = getattr(controller, "concurrency", 1) or 1
+    if (asked not in (None, "solo")) or concurrency != 1:
+        log.warning(
+            "this ring worker runs in the solo pool with concurrency 1, not %s: each "
+            "worker serves its rings one request at a time (codes are drawn from pools in "
+            "memory, so one process is fast); run more workers to spread the rings",
+            " with ".join(
+                x
+                for x in (
+                    f"--pool {asked}" if asked not in (None, "solo") else "",
+                    f"--concurrency {concurrency}" if concurrency != 1 else "",
+                )
+                if x
+            ),
+        )
 
 
 def parse_rings(option: str | None) -> list[str]:
@@ -42,6 +88,7 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
             raise SystemExit(
                 "error: the ring worker needs the coder_ring app (coder_ring.celery.app)"
             )
+        check_pool(c.controller, sys.argv)
         self.consumer = c
         self.timer: Any = None
         self.prefix = ring_queue(app.settings.namespace, "")

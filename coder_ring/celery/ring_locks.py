@@ -88,11 +88,28 @@ class RingLocks:
         """While the worker stops: extend the locks still held (their pools are on their
         way back), take none."""
         held = [seat for seat in seats if seat.has_lock()]
-        granted, until, _ = self._ask([(seat, False) for seat in held])
+        granted, until, error = self._ask([(seat, False) for seat in held])
+        if error is not None:
+            return  # asked again next round: a closed seat serves nothing meanwhile
         for seat in held:
             with seat.transition:
                 if seat.has_lock():
                     seat.valid_until = until if granted.get(seat.ring) else 0.0
+
+    def give_up(self, seats: Iterable[RingSeat]) -> list[RingSeat]:
+        """Stop serving every seat holding a lock (handing off or not) and release the
+        locks in one call, giving nothing back (the database is unreachable: the pools
+        are dropped, their codes lost, never repeated). The seats given up."""
+        gone = []
+        for seat in seats:
+            with seat.transition:
+                if seat.has_lock():
+                    seat.valid_until = 0.0
+                    gone.append(seat)
+        if gone:
+            with contextlib.suppress(redis.RedisError):  # if so, they expire by themselves
+                self.book.release([seat.lease.key for seat in gone])
+        return gone
 
     def _plan(
         self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str], healthy: bool
@@ -135,11 +152,16 @@ class RingLocks:
             if until is not None and not seat.has_lock():
                 _release(seat)  # taken or kept for a seat that let go meanwhile
             return
+        if error is not None:
+            # It says nothing of the lock: a held one stays ours until its time runs out
+            # (the seat stops serving then by itself), so one slow or lost reply drops no
+            # pool; asked again next round. Once the time ran out, it is lost (below).
+            if not (plan.held and plan.lapsed) or plan.handing_off:
+                return
+            log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
         if plan.handing_off:
             seat.valid_until = until or 0.0  # kept until the pool is home
             return
-        if error is not None and plan.held:
-            log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
         if plan.held and not plan.wanted and not plan.lapsed and until is not None:
             seat.valid_until = until
             self._leave(seat, f"assigned to {plan.target}" if plan.target else "released")

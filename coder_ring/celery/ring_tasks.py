@@ -21,6 +21,7 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
+from coder_ring.celery.caller_errors import CALLER_ERRORS
 from coder_ring.celery.names import (
     TASK_GET_CODE,
     TASK_GET_CODES,
@@ -62,6 +63,10 @@ _CHECKS: dict[str, Callable[[object], object]] = {
 class RingTask(Task):  # type: ignore[misc]
     """A task that belongs to a ring: checked in the caller, sent to the ring's queue, and
     expiring (a request whose caller gave up is never served and burns no code)."""
+
+    #: A caller's bad request: Celery logs it at INFO without a traceback, and
+    #: :meth:`serve` logs one WARNING line per ring and kind per interval.
+    throws = CALLER_ERRORS
 
     @cached_property
     def signature_of_run(self) -> inspect.Signature:
@@ -148,9 +153,13 @@ class RingTask(Task):  # type: ignore[misc]
                 f"{time.time() - deadline:.1f} s before a worker took it; nothing was drawn"
             )
         runtime = self.runtime()
-        seat = runtime.seat(ring)
         metrics = runtime.metrics
         task = self.name.rpartition(".")[2]
+        try:
+            seat = runtime.seat(ring)
+        except UnknownRing as error:  # sent by name: not a metrics label (any text)
+            self.app.caller_errors.report(task, ring, error)
+            raise
         started = time.perf_counter()
         try:
             result = seat.serve(action)
@@ -160,6 +169,8 @@ class RingTask(Task):  # type: ignore[misc]
         except Exception as error:
             if isinstance(error, StoreUnavailable):
                 runtime.store_failed()
+            if isinstance(error, CALLER_ERRORS):
+                self.app.caller_errors.report(task, ring, error)
             metrics.failed(task, ring, error)
             raise
         runtime.store_ok()

@@ -28,10 +28,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
-from coder_ring.celery.health import LOST, DatabaseHealth
+from coder_ring.celery.health import LOST, Bounded, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
+from coder_ring.celery.serving_log import ServingLog
 from coder_ring.celery.transitions import OrderedTransitions
 from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
@@ -70,6 +71,7 @@ class WorkerRuntime:
         self.settings = settings
         self.namespace = settings.namespace
         self.node = node
+        self.serving_log = ServingLog(node)
         rings_file = RingsFile(settings.engine.config_path)
         # Taken before the service reads the file: an edit made meanwhile is reloaded.
         seen = rings_file.stamp()
@@ -79,7 +81,9 @@ class WorkerRuntime:
         for name in sorted(self.restriction):
             self.service.ring(name)  # UnknownRing names the configured rings
         ttl = settings.lock_ttl
-        self.redis = redis_client(settings.redis_url, ttl / 4)
+        # A round makes at most two calls to an unreachable Redis (the first failure ends
+        # the registry's part, then one tend): a third of the TTL between them.
+        self.redis = redis_client(settings.redis_url, ttl / 6)
         self.member_id = new_member_id(node)
         self.started = time.time()
         self.membership = Membership(self.redis, self.namespace, ttl)
@@ -97,8 +101,12 @@ class WorkerRuntime:
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
         #: Whether the database can be reached: no ring is taken while it cannot.
+        #: The lease thread's database calls, each waited for at most a third of the TTL.
+        self.checks = Bounded()
         self.health = DatabaseHealth(
-            self.service.migrate, ttl, redact_url(settings.engine.database_url)
+            lambda: self.checks.run(self.service.migrate, ttl / 3),
+            ttl,
+            redact_url(settings.engine.database_url),
         )
         #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
@@ -179,6 +187,7 @@ class WorkerRuntime:
         if self._thread is not None:
             self._thread.join(timeout=self.settings.lock_ttl)
         self.refills.shutdown(wait=True)
+        self.checks.close()
         self._listener.join()
         self.redis.close()
         self.metrics.close()
@@ -217,6 +226,7 @@ class WorkerRuntime:
     def _run(self) -> None:
         period = self.settings.lock_ttl / 3
         while not self._stopped.is_set():
+            began = time.monotonic()
             try:
                 with self._in_round:
                     if self._stopping.is_set():
@@ -225,10 +235,13 @@ class WorkerRuntime:
                         self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
-            self._wake.wait(period)
+            # A round that waited on a dead Redis or database leaves less: locks are
+            # tended at most a period plus one round apart (under 0.9 TTL).
+            self._wake.wait(max(0.0, began + period - time.monotonic()))
             self._wake.clear()
 
     def _round(self) -> None:
+        started = time.monotonic()
         if not self._stopping.is_set():  # stop() closes every seat: none may open again
             try:
                 self.reload.round()
@@ -259,7 +272,11 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        self._check_epochs()
+        self.serving_log.round(self.seats.values(), assignment or {})
+        ttl = self.settings.lock_ttl
+        budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
+        if budget >= ttl / 10:  # else next round: too little time left is no failure
+            self._check_epochs(budget)
 
     def new_seat(self, ring: str) -> RingSeat:
         """A seat for ``ring`` (configured), not held."""
@@ -323,18 +340,35 @@ class WorkerRuntime:
 
     def _check_health(self) -> None:
         if self.health.check() == LOST:
-            for seat in list(self.seats.values()):
-                if seat.has_lock() and not seat.handing_off:
-                    self.hand_off(seat, "database unreachable")
+            # Nothing can go back to a database out of reach: the locks are let go now
+            # (a ring moves within a round), the pools dropped.
+            for seat in self.locks.give_up(list(self.seats.values())):
+                log.warning("ring %s: given up (database unreachable); pool dropped", seat.ring)
+                self._transitions.submit(seat.ring, seat.server.deactivate, False)
+                notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
+            self.on_change()
 
-    def _check_epochs(self) -> None:
+    def _check_epochs(self, budget: float) -> None:
+        """Check the epochs of the rings served (or, serving none while healthy, that the
+        database answers), waiting at most ``budget``: no answer is a failure."""
         active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
-        if not active:
-            return
+        if not active and not self.healthy:
+            return  # the health check probes on its own schedule
+        started = time.monotonic()
         try:
-            records = self.service.store.ring_records([seat.ring for seat in active])
+            if not active:
+                self.checks.run(self.service.migrate, budget)
+                self.store_ok()
+                return
+            store = self.service.store
+            rings = [seat.ring for seat in active]
+            records = self.checks.run(lambda: store.ring_records(rings), budget)
+        except StoreUnavailable:
+            self.health.failed(since=started)  # unhealthy once it has lasted a TTL
+            return
         except CoderRingError:
             return  # requests meet the failure and report it
+        self.store_ok()
         for seat in active:
             record = records.get(seat.ring)
             if record is not None and not seat.server.still_current(record):

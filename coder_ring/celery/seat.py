@@ -81,11 +81,13 @@ class RingSeat:
             # Even when giving back failed (the pool is dropped first: its codes are lost,
             # never repeated): a seat left handing off would renew its lock for ever.
             with self.transition:
-                was_held = self.has_lock()
+                # A seat handing off may have lost track of its lock (a failed renewal):
+                # release it anyway (only our own token is deleted) so nobody waits a TTL.
+                was_held = self.has_lock() or self.handing_off
                 self.valid_until = 0.0
                 if was_held:
                     with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
-                        self.lease.release()
+                        was_held = self.lease.release()
                 self.handing_off = False
         return returned, was_held
 

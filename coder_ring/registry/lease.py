@@ -48,6 +48,16 @@ for index, key in ipairs(KEYS) do
 end
 return result
 """
+# Per key: delete it if it still holds our token.
+_RELEASE_MANY = """
+local released = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    released = released + redis.call('del', key)
+  end
+end
+return released
+"""
 #: Locks one script call tends at most: a script holds Redis while it runs (about a
 #: millisecond per thousand keys), so more go in several calls.
 LOCKS_PER_CALL = 1000
@@ -116,6 +126,16 @@ class LeaseBook:
         self.token = token
         self.ttl_ms = max(1, int(ttl * 1000))
         self._tend = client.register_script(_TEND_MANY)
+        self._release = client.register_script(_RELEASE_MANY)
+
+    def release(self, keys: Sequence[str]) -> int:
+        """Delete those of the locks at ``keys`` still ours; how many were."""
+        released = 0
+        for start in range(0, len(keys), LOCKS_PER_CALL):
+            released += int(
+                self._release(keys=list(keys[start : start + LOCKS_PER_CALL]), args=[self.token])
+            )
+        return released
 
     def tend(self, wants: Sequence[tuple[str, bool]]) -> tuple[float, list[bool]]:
         """For each ``(key, take)``: extend the lock if it is ours, else take it if it is

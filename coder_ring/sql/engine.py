@@ -47,6 +47,21 @@ def parse_database_url(database_url: str) -> URL:
     return url
 
 
+#: libpq settings of every PostgreSQL connection, so no call waits for ever on a dead link:
+#: a connect gives up after 5 s; data the server does not acknowledge within 5 s
+#: (``tcp_user_timeout``, ms), or keepalive probes unanswered while a reply is awaited,
+#: end the connection (a ping of a pooled connection, a draw, a give-back). A slow but
+#: live server is not cut short: it acknowledges what it is sent.
+LINK_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "tcp_user_timeout": 5000,
+    "keepalives": 1,
+    "keepalives_idle": 2,
+    "keepalives_interval": 1,
+    "keepalives_count": 3,
+}
+
+
 def make_engine(database_url: str) -> Engine:
     """A SQLAlchemy engine for ``database_url`` (connects to nothing yet)."""
     url = parse_database_url(database_url)
@@ -61,9 +76,7 @@ def make_engine(database_url: str) -> Engine:
         # REPEATABLE READ or SERIALIZABLE that wait ends in a serialization failure
         # instead (StoreUnavailable for every contended draw). psycopg names the level
         # in each BEGIN: no extra round trip.
-        engine = create_engine(
-            url, isolation_level="READ COMMITTED", connect_args={"connect_timeout": 5}
-        )
+        engine = create_engine(url, isolation_level="READ COMMITTED", connect_args=LINK_ARGS)
         event.listen(engine, "connect", _postgres_on_connect)
         event.listen(engine, "checkout", _ping_if_idle)
         event.listen(engine, "checkin", _mark_checkin)

@@ -251,9 +251,18 @@ STATUS_KEYS = {
     "stored_positions",
     "holder",
     "pooled",
+    "received",
     "extras",
 }
-EXTRA_KEYS = {"extra", "cycle", "uniquizer", "remaining_in_cycle", "percent_used", "issued"}
+EXTRA_KEYS = {
+    "extra",
+    "cycle",
+    "uniquizer",
+    "remaining_in_cycle",
+    "percent_used",
+    "issued",
+    "received",
+}
 
 
 def test_status_model(make_service: ServiceFactory) -> None:
@@ -274,6 +283,7 @@ def test_status_model(make_service: ServiceFactory) -> None:
         "stored_positions": 0,
         "holder": None,
         "pooled": None,
+        "received": None,
         "extras": [],
     }
     service.get_codes("one", 40, extra="a-")

@@ -43,6 +43,7 @@ BAD_SETTINGS = [
     ("CODER_RING_TASK_EXPIRES", "-5", "CODER_RING_TASK_EXPIRES='-5' is invalid"),
     ("CODER_RING_TASK_EVENTS", "maybe", "CODER_RING_TASK_EVENTS='maybe' is invalid"),
     ("CODER_RING_METRICS_PORT", "70000", "CODER_RING_METRICS_PORT='70000' is invalid"),
+    ("CODER_RING_LOG_INTERVAL", "soon", "CODER_RING_LOG_INTERVAL='soon' is invalid"),
 ]
 
 
@@ -185,7 +186,7 @@ def test_status_prints_extras_verbatim(tmp_path: Path, sqlite_url: str) -> None:
     assert "MarkupError" not in table.stderr and table.stderr == ""
     rows = table_rows(table.stdout)
     assert [row[3] for row in rows] == list(reversed(marked))  # latest first, verbatim
-    assert all(len(row) == 12 and "" not in row for row in rows)
+    assert all(len(row) == 13 and "" not in row for row in rows)
     [state] = cli.status().values()
     assert [extra["extra"] for extra in state["extras"]] == list(reversed(marked))
 

@@ -214,10 +214,10 @@ def test_status_one_row_per_ring_and_extra(ready: Cli) -> None:
             assert word in table, word
     assert table_rows(table) == [
         # ring, base length, codes per cycle, extra, cycle, uniquizer, remaining in
-        # cycle, percent used, issued, pooled, holder, epoch
-        ["doodad", "1", "32", '""', "0", "-", "27", "15.6%", "5", "-", "-", "0"],
-        ["pair", "2", "1,024", '""', "0", "-", "1,023", "0.1%", "1", "-", "-", "0"],
-        ["-", "-", "-", "2026", "0", "-", "1,021", "0.3%", "3", "-", "-", "-"],
+        # cycle, percent used, issued, received, pooled, holder, epoch
+        ["doodad", "1", "32", '""', "0", "-", "27", "15.6%", "5", "-", "-", "-", "0"],
+        ["pair", "2", "1,024", '""', "0", "-", "1,023", "0.1%", "1", "-", "-", "-", "0"],
+        ["-", "-", "-", "2026", "0", "-", "1,021", "0.3%", "3", "-", "-", "-", "-"],
     ]
     assert_one_line_error(ready.run("status", "nosuch"), "'nosuch'", code=1)
 
@@ -229,5 +229,6 @@ def test_status_of_rings_never_used_and_before_migrate(sqlite_cli: Cli) -> None:
     assert (state["doodad"]["total_codes"], state["doodad"]["remaining_in_cycle"]) == (32, 32)
     assert state["doodad"]["extras"] == []
     assert table_rows(sqlite_cli.ok("status", "doodad").stdout) == [
-        ["doodad", "1", "32", "-", "0", "-", "32", "0.0%", "0", "-", "-", "0"]
+        # A ring never used shows its default extra, as its JSON does ("extra": "").
+        ["doodad", "1", "32", '""', "0", "-", "32", "0.0%", "0", "-", "-", "-", "0"]
     ]

@@ -212,9 +212,9 @@ def test_the_serving_layer_serves_get_status_and_hears_of_changes(sqlite_cli: Cl
     assert pooled == {"": 7, "hi": 2}  # "hi" has no row yet: only the worker knows it
     assert (rows["pair"]["holder"], rows["pair"]["pooled"]) == (None, None)
     assert table_rows(cli.ok("status").stdout) == [
-        ["doodad", "1", "32", '""', "0", "-", "28", "12.5%", "4", "7", "w1@host", "0"],
-        ["-", "-", "-", "hi", "0", "-", "32", "0.0%", "0", "2", "-", "-"],
-        ["pair", "2", "1,024", "-", "0", "-", "1,024", "0.0%", "0", "-", "-", "0"],
+        ["doodad", "1", "32", '""', "0", "-", "28", "12.5%", "4", "0", "7", "w1@host", "0"],
+        ["-", "-", "-", "hi", "0", "-", "32", "0.0%", "0", "0", "2", "-", "-"],
+        ["pair", "2", "1,024", '""', "0", "-", "1,024", "0.0%", "0", "-", "-", "-", "0"],
     ]
 
     layer.calls.clear()

@@ -1,0 +1,1 @@
+"""Web applications calling coder_ring: Flask under gunicorn, FastAPI under uvicorn."""

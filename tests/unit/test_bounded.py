@@ -1,0 +1,51 @@
+"""The lease thread's bounds (issue 20): database calls waited for at most a budget,
+Redis calls never retried."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from coder_ring.celery.health import Bounded, DatabaseHealth
+from coder_ring.errors import StoreUnavailable
+from coder_ring.registry.client import redis_client
+
+
+def test_a_call_is_waited_for_at_most_its_budget_and_blocks_the_next() -> None:
+    bounded, release = Bounded(), threading.Event()
+    try:
+        assert bounded.run(lambda: 7, 1.0) == 7
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer within"):
+            bounded.run(release.wait, 0.2)
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(StoreUnavailable, match="earlier check"):
+            bounded.run(lambda: 1, 1.0)  # the stuck one is still stuck: fails at once
+        release.set()
+        time.sleep(0.05)
+        assert bounded.run(lambda: 2, 1.0) == 2
+    finally:
+        release.set()
+        bounded.close()
+
+
+def test_a_probe_that_does_not_answer_makes_the_worker_unhealthy_after_the_grace() -> None:
+    bounded, release = Bounded(), threading.Event()
+    try:
+        health = DatabaseHealth(lambda: bounded.run(release.wait, 0.05), 0.2, "db")
+        health.healthy = True
+        health.failed(since=time.monotonic() - 0.3)
+        assert health.check() == "lost"
+        assert not health.healthy
+    finally:
+        release.set()
+        bounded.close()
+
+
+def test_registry_clients_never_retry() -> None:
+    client = redis_client("redis://127.0.0.1:1/0", 0.5)
+    connection = client.connection_pool.make_connection()
+    assert connection.retry.get_retries() == 0
+    assert connection.socket_timeout == connection.socket_connect_timeout == 0.5
