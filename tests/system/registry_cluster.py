@@ -8,7 +8,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,13 +174,17 @@ def unserved(redis_url: str, sweeper: Callers, group: ProcessGroup) -> str:
     )
 
 
-def check_leaves_before_letting_go(redis_url: str, member: str, rings: list[str]) -> None:
-    """Until ``member`` has left the registry, it still holds every one of ``rings``
-    (each reading is one atomic transaction)."""
+def check_leaves_before_letting_go(
+    redis_url: str, member: str, rings: list[str], terminate: Callable[[], None]
+) -> None:
+    """``terminate`` the member after a first reading; until it has left the registry, it
+    still holds every one of ``rings`` (each reading is one atomic transaction)."""
     client = redis.Redis.from_url(redis_url)
     readings, deadline = 0, time.monotonic() + 30
     try:
         while time.monotonic() < deadline:
+            if readings == 1:
+                terminate()  # after one reading: a quick leave cannot go unchecked
             pipe = client.pipeline(transaction=True)
             pipe.exists(member_key(DEFAULT_NAMESPACE, member))
             pipe.mget([lock_key(DEFAULT_NAMESPACE, ring) for ring in rings])

@@ -115,8 +115,9 @@ def test_a_cluster_spreads_moves_and_survives(tmp_path: Path, pg_url: str) -> No
             leaving, its_rings = cluster.member_id(first), cluster.holders_of(first)
             assert sum(before[ring]["pooled"] for ring in its_rings) > 0
             mark, terminated = watch.mark(), time.monotonic()
-            cluster.workers[first].kill(signal.SIGTERM)
-            check_leaves_before_letting_go(server.url, leaving, its_rings)
+            check_leaves_before_letting_go(
+                server.url, leaving, its_rings, lambda: cluster.workers[first].kill(signal.SIGTERM)
+            )
             figures["SIGTERM: 33/33/34"] = cluster.converge(second, "c2", "d")
             figures["SIGTERM: moves"] = watch.moves_since(mark)
             assert cluster.workers[first].wait(20) == 0
@@ -143,7 +144,7 @@ def test_a_cluster_spreads_moves_and_survives(tmp_path: Path, pg_url: str) -> No
             # the takeover may be over sooner than one TTL after the freeze began).
             time.sleep(max(0.5, stopped + TEST_LOCK_TTL + 0.2 - time.monotonic()))
             cluster.workers[second].kill(signal.SIGCONT)
-            cluster.workers[second].wait_for_log(r"ring r\d+: lock lost", timeout=10)
+            cluster.workers[second].wait_for_log(r"ring r\d+: lock lost", timeout=20)
             figures["SIGCONT: rejoins"] = cluster.converge(second, "c2", "d")
             epochs = ledger(app, callers, its_rings)
             fenced = [r for r in its_rings if epochs[r]["epoch"] > after[r]["epoch"]]
