@@ -7,6 +7,7 @@ Arguments are not checked here: :class:`~coder_ring.service.RingService` and
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -195,7 +196,7 @@ def _put_back(locked: LockedRing, ring: RingConfig, back: GiveBack, version: int
     if not check_give_back(state.boundary, values, stored):
         raise InvalidInput(
             f"invalid give-back to ring {ring.name!r}, extra {back.extra!r}: values "
-            f"{_shortened(values)} are not the codes last issued from positions "
+            f"{reprlib.repr(list(values))} are not the codes last issued from positions "
             f"{state.boundary} up (a give-back returns the latest draws' codes not "
             "handed out, the last drawn first)"
         )
@@ -208,11 +209,6 @@ def _put_back(locked: LockedRing, ring: RingConfig, back: GiveBack, version: int
     # The values already sit at their positions: only the boundary moves.
     locked.write_extra(after, PositionChanges(False, {}, []))
     return True
-
-
-def _shortened(values: Sequence[int], shown: int = 5) -> str:
-    head = ", ".join(map(str, values[:shown]))
-    return f"[{head}{', ...' if len(values) > shown else ''}]"
 
 
 def reset(store: Store, ring: RingConfig, *, epoch: int | None = None) -> RingRecord:

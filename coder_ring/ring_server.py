@@ -12,9 +12,10 @@ beyond those is served by exact draws (nothing drawn ahead) until a pool idle fo
 the database (committed), with the value and position each was drawn from, and hands
 them out in draw order: the codes are exactly those the ring would issue without a
 pool. Giving codes back (:func:`coder_ring.operations.give_back`) needs the run of
-positions that starts at the boundary, the very values issued there, and no other
-write to that extra since this server's last: a direct draw beside the pool makes the
-pool's codes impossible to give back (they are lost, never repeated).
+positions that starts at the boundary, the very values issued there by this server's
+own run of draws (each top-up ``continues`` the last), and no other write to that extra
+since: a direct draw beside the pool makes the pool's codes impossible to give back
+(they are lost, never repeated).
 
 No pool leaves the server while its top-up is in flight, and nothing draws for an
 extra between its pool leaving and its codes going back: a graceful stop, handoff or
