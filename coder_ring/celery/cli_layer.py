@@ -16,8 +16,8 @@ from coder_ring.cli_support import AppContext, CliError
 from coder_ring.errors import CoderRingError, Unreachable
 from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
-from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import holder_name, lock_holders
+from coder_ring.registry.lease import holder_name
+from coder_ring.registry.member_lease import current_holder, lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.status import RingStatus
 from coder_ring.store import RingRecord
@@ -152,8 +152,7 @@ class CeleryLayer:
         store = app.store()
         try:
             notices.publish(client, settings.namespace, notices.CHANGED, ring)
-            key = lock_key(settings.namespace, ring)
-            holder = holder_name(client.get(key))
+            holder = current_holder(client, settings.namespace, ring)
             if holder is None:
                 return f"no worker serves ring {ring!r} now: the next one starts from the new state"
             deadline = time.monotonic() + max(2 * settings.lock_ttl, 3.0)
@@ -164,7 +163,7 @@ class CeleryLayer:
                         f"the serving worker {holder} dropped its pool and serves the new "
                         f"state (epoch {stored.epoch})"
                     )
-                if client.get(key) is None:
+                if current_holder(client, settings.namespace, ring) is None:
                     return f"the serving worker {holder} let ring {ring!r} go"
                 time.sleep(0.05)
         except redis.RedisError as error:

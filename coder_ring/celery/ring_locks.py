@@ -1,5 +1,5 @@
 """Following the assignment with the rings' locks, each lease round, in one script call
-(:class:`~coder_ring.registry.lease.LeaseBook`) however many rings a worker holds.
+(:class:`~coder_ring.registry.member_lease.MemberLease`) however many rings a worker holds.
 
 A round plans what each seat's lock needs (take or keep it, keep it through a handoff,
 let it go), asks Redis once, then applies the answers seat by seat under each seat's
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from coder_ring.celery.seat import RingSeat
-from coder_ring.registry.lease import LeaseBook
+from coder_ring.registry.member_lease import MemberLease
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -49,7 +49,7 @@ class RingLocks:
 
     def __init__(
         self,
-        book: LeaseBook,
+        book: MemberLease,
         member_id: str,
         node: str,
         *,
@@ -131,9 +131,7 @@ class RingLocks:
     def _ask(
         self, asked: list[tuple[RingSeat, bool]]
     ) -> tuple[dict[str, bool], float, redis.RedisError | None]:
-        if not asked:
-            return {}, 0.0, None
-        try:
+        try:  # even asking about no lock: the lease is renewed, strays let go
             until, granted = self.book.tend([(seat.lease.key, take) for seat, take in asked])
         except redis.RedisError as error:
             return {}, 0.0, error

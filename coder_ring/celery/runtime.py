@@ -41,7 +41,8 @@ from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import Lease, LeaseBook, lock_holders, new_member_id
+from coder_ring.registry.lease import new_member_id
+from coder_ring.registry.member_lease import MemberLease, lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
@@ -126,7 +127,7 @@ class WorkerRuntime:
             self._on_notice,
         )
         self.locks = RingLocks(
-            LeaseBook(self.redis, self.member_id, ttl),
+            MemberLease(self.redis, self.namespace, self.member_id, ttl),
             self.member_id,
             node,
             won=self._won,
@@ -186,6 +187,8 @@ class WorkerRuntime:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.lock_ttl)
+        with contextlib.suppress(redis.RedisError):  # if so, it expires by itself
+            self.locks.book.end()
         self.refills.shutdown(wait=True)
         self.checks.close()
         self._listener.join()
@@ -280,9 +283,8 @@ class WorkerRuntime:
 
     def new_seat(self, ring: str) -> RingSeat:
         """A seat for ``ring`` (configured), not held."""
-        key, ttl = lock_key(self.namespace, ring), self.settings.lock_ttl
-        lease = Lease(self.redis, key, self.member_id, ttl)
-        return RingSeat(ring, lease, RingServer(self.service, ring, executor=self.refills))
+        lock = self.locks.book.lock(lock_key(self.namespace, ring))
+        return RingSeat(ring, lock, RingServer(self.service, ring, executor=self.refills))
 
     def hand_off(self, seat: RingSeat, why: str) -> None:
         """Stop serving ``seat`` now; its pool goes back, then its lock (in the background)."""

@@ -15,7 +15,7 @@ from typing import TypeVar
 import redis
 
 from coder_ring.errors import CoderRingError, Fenced, NotHolding
-from coder_ring.registry.lease import Lease
+from coder_ring.registry.member_lease import RingLock
 from coder_ring.ring_server import RingServer
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class NotServedHere(CoderRingError):
 class RingSeat:
     """A ring this worker may serve: its lease and, while held, its pool server."""
 
-    def __init__(self, ring: str, lease: Lease, server: RingServer) -> None:
+    def __init__(self, ring: str, lease: RingLock, server: RingServer) -> None:
         self.ring = ring
         self.lease = lease
         self.server = server

@@ -32,7 +32,8 @@ from coder_ring.metrics.catalog import (
     MetricsServer,
 )
 from coder_ring.registry.client import redis_client
-from coder_ring.registry.lease import holder_name, lock_holders
+from coder_ring.registry.lease import holder_name
+from coder_ring.registry.member_lease import lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
 from coder_ring.settings import WorkerSettings

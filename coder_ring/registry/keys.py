@@ -17,6 +17,12 @@ def lock_key(namespace: str, ring: str) -> str:
     return _key(namespace, "lock", ring)
 
 
+def member_lease_key(namespace: str, member: str) -> str:
+    """A worker's lease (expires unless renewed each round): every ring lock naming the
+    worker is valid while it lives."""
+    return _key(namespace, "lease", member)
+
+
 def member_key(namespace: str, member: str) -> str:
     """A worker's membership record (a hash that expires unless heartbeated)."""
     return _key(namespace, "member", member)

@@ -1,11 +1,10 @@
-"""A Redis lock holding its holder's member id: one per ring (who may serve it), and the
-coordinator's (who places the rings).
+"""A Redis lock holding its holder's member id, with a TTL of its own: the coordinator's
+(who places the rings). Ring locks live under their holder's lease instead
+(:mod:`coder_ring.registry.member_lease`).
 
 Acquire is ``SET NX PX``; renew and release are scripts that act only while the key
 still holds our id, so a holder whose lock expired can never extend or delete the
-next holder's lock. Expiry is Redis's own clock. The lock decides who consumes; the
-database epoch (see :mod:`coder_ring.ring_server`) is what makes a former holder's writes
-impossible.
+next holder's lock. Expiry is Redis's own clock.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
 
 import redis
-
-from coder_ring.registry.keys import lock_key
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -32,35 +28,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# Per key: extend it if it holds our token, else take it if free and asked to (ARGV[2 +
-# index] is "1"). One call tends every lock of a worker: a round costs one round trip,
-# not one per ring.
-_TEND_MANY = """
-local result = {}
-for index, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then
-    result[index] = redis.call('pexpire', key, ARGV[2])
-  elseif ARGV[index + 2] == '1' and redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
-    result[index] = 1
-  else
-    result[index] = 0
-  end
-end
-return result
-"""
-# Per key: delete it if it still holds our token.
-_RELEASE_MANY = """
-local released = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('get', key) == ARGV[1] then
-    released = released + redis.call('del', key)
-  end
-end
-return released
-"""
-#: Locks one script call tends at most: a script holds Redis while it runs (about a
-#: millisecond per thousand keys), so more go in several calls.
-LOCKS_PER_CALL = 1000
 TOKEN_SEPARATOR = "|"
 #: Share of the TTL a holder counts on: the rest covers clock-rate differences.
 SAFE_SHARE = 0.9
@@ -116,53 +83,3 @@ class Lease:
     def release(self) -> bool:
         """Delete the lock if it is still ours."""
         return bool(self._release(keys=[self.key], args=[self.token]))
-
-
-class LeaseBook:
-    """Every lock of one holder (one ``token``, one TTL), tended together: one script
-    call for up to :data:`LOCKS_PER_CALL` locks, whatever else each lock's seat does."""
-
-    def __init__(self, client: redis.Redis, token: str, ttl: float) -> None:
-        self.token = token
-        self.ttl_ms = max(1, int(ttl * 1000))
-        self._tend = client.register_script(_TEND_MANY)
-        self._release = client.register_script(_RELEASE_MANY)
-
-    def release(self, keys: Sequence[str]) -> int:
-        """Delete those of the locks at ``keys`` still ours; how many were."""
-        released = 0
-        for start in range(0, len(keys), LOCKS_PER_CALL):
-            released += int(
-                self._release(keys=list(keys[start : start + LOCKS_PER_CALL]), args=[self.token])
-            )
-        return released
-
-    def tend(self, wants: Sequence[tuple[str, bool]]) -> tuple[float, list[bool]]:
-        """For each ``(key, take)``: extend the lock if it is ours, else take it if it is
-        free and ``take``. Returns the monotonic time until which the locks extended or
-        taken are surely ours (measured from before the first call), and which those
-        are. A Redis error ends it (locks of an earlier call may have been extended)."""
-        started = time.monotonic()
-        granted: list[bool] = []
-        for start in range(0, len(wants), LOCKS_PER_CALL):
-            chunk = wants[start : start + LOCKS_PER_CALL]
-            flags = ["1" if take else "0" for _, take in chunk]
-            replies = self._tend(
-                keys=[key for key, _ in chunk], args=[self.token, self.ttl_ms, *flags]
-            )
-            granted += [bool(reply) for reply in replies]
-        return started + SAFE_SHARE * self.ttl_ms / 1000, granted
-
-
-def current_holder(client: redis.Redis, namespace: str, ring: str) -> str | None:
-    """Node name of the worker holding ``ring``'s lock, if any."""
-    return holder_name(client.get(lock_key(namespace, ring)))
-
-
-def lock_holders(client: redis.Redis, namespace: str, rings: Iterable[str]) -> dict[str, str]:
-    """ring -> member id holding its lock, for those of ``rings`` held now (one MGET)."""
-    names = sorted(set(rings))
-    if not names:
-        return {}
-    values = client.mget([lock_key(namespace, ring) for ring in names])
-    return {ring: as_text(value) for ring, value in zip(names, values, strict=True) if value}

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import redis
 
 from coder_ring.celery.names import ring_queue
-from coder_ring.registry.keys import lock_key
+from coder_ring.registry import member_lease
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.registry.membership import MemberInfo, live_members
 from coder_ring.settings import DEFAULT_NAMESPACE
@@ -46,7 +46,7 @@ def lock_holder(redis_url: str, ring: str, namespace: str = DEFAULT_NAMESPACE) -
     """The node name of ``ring``'s lock holder, if any."""
     client = redis.Redis.from_url(redis_url)
     try:
-        return holder_name(client.get(lock_key(namespace, ring)))
+        return holder_name(member_lease.lock_holders(client, namespace, [ring]).get(ring))
     finally:
         client.close()
 
@@ -54,12 +54,10 @@ def lock_holder(redis_url: str, ring: str, namespace: str = DEFAULT_NAMESPACE) -
 def lock_holders(
     client: redis.Redis, rings: Sequence[str], namespace: str = DEFAULT_NAMESPACE
 ) -> dict[str, str | None]:
-    """ring -> member id (``node|pid|random``) holding its lock, None when free; one MGET."""
-    values = client.mget([lock_key(namespace, ring) for ring in rings])
-    return {
-        ring: None if value is None else as_text(value)
-        for ring, value in zip(rings, values, strict=True)
-    }
+    """ring -> member id (``node|pid|random``) holding its lock, None when free (no lock,
+    or its holder's lease is gone)."""
+    held = member_lease.lock_holders(client, namespace, rings)
+    return {ring: held.get(ring) for ring in rings}
 
 
 class HolderWatch:

@@ -14,8 +14,8 @@ from typing import Any
 import redis
 
 from coder_ring.celery.demo.processes import Process
-from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import as_text, holder_name
+from coder_ring.registry.lease import holder_name
+from coder_ring.registry.member_lease import lock_holders
 from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness.calls import wait_until
 from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port
@@ -126,9 +126,8 @@ class WorkerProcess(ManagedProcess):
         return self.env.get("CODER_RING_NAMESPACE") or DEFAULT_NAMESPACE
 
     def lock_token(self, ring: str) -> str | None:
-        """The current value of ``ring``'s lock key (``hostname|pid|random``), if any."""
-        value = self.redis.get(lock_key(self.namespace, ring))
-        return as_text(value) if value is not None else None
+        """The member id (``hostname|pid|random``) holding ``ring``'s lock, if any."""
+        return lock_holders(self.redis, self.namespace, [ring]).get(ring)
 
     def holds(self, ring: str) -> bool:
         """True if ``ring``'s lock key names this very process (host name and pid)."""

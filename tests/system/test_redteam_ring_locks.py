@@ -23,7 +23,7 @@ import redis
 
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat
-from coder_ring.registry.lease import Lease, LeaseBook
+from coder_ring.registry.member_lease import MemberLease
 from tests.harness.shared import REDIS_TEST_URL, require
 
 pytestmark = [pytest.mark.redis]
@@ -43,8 +43,8 @@ def client() -> Iterator[redis.Redis]:
     connection.close()
 
 
-class FlakyBook(LeaseBook):
-    """A LeaseBook whose next ``fail`` calls raise as a timed-out Redis call would."""
+class FlakyBook(MemberLease):
+    """A MemberLease whose next ``fail`` calls raise as a timed-out Redis call would."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,12 +57,12 @@ class FlakyBook(LeaseBook):
         return super().tend(wants)
 
 
-def held_seat(client: redis.Redis, book: LeaseBook, ring: str, key: str) -> RingSeat:
+def held_seat(book: MemberLease, ring: str, key: str) -> RingSeat:
     """A seat whose lock is taken and recorded as the lease thread would (closed: the
     worker stops)."""
     until, granted = book.tend([(key, True)])
     assert granted == [True]
-    seat = RingSeat(ring, Lease(client, key, book.token, TTL), server=None)  # type: ignore[arg-type]
+    seat = RingSeat(ring, book.lock(key), server=None)  # type: ignore[arg-type]
     seat.valid_until = until
     seat.closed = True
     return seat
@@ -74,9 +74,9 @@ def test_keep_goes_on_renewing_after_one_failed_call(client: redis.Redis) -> Non
     namespace = f"rt2{uuid.uuid4().hex[:8]}"
     key = f"{namespace}:lock:one"
     me = f"me|1|{uuid.uuid4().hex[:8]}"
-    book = FlakyBook(client, me, TTL)
+    book = FlakyBook(client, namespace, me, TTL)
     locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
-    seat = held_seat(client, book, "one", key)
+    seat = held_seat(book, "one", key)
     try:
         book.fail = 1
         locks.keep([seat])  # one transient error (a socket timeout under load)
@@ -85,8 +85,8 @@ def test_keep_goes_on_renewing_after_one_failed_call(client: redis.Redis) -> Non
         while time.monotonic() < deadline:
             time.sleep(TTL / 3)
             locks.keep([seat])
-        # A standby asks for the ring (its member is gone: the ring is free to take).
-        standby = LeaseBook(client, f"standby|2|{uuid.uuid4().hex[:8]}", TTL)
+        # A standby asks for the ring (free to take if the stopping worker's lease lapsed).
+        standby = MemberLease(client, namespace, f"standby|2|{uuid.uuid4().hex[:8]}", TTL)
         _, taken = standby.tend([(key, True)])
         assert taken == [False], (
             "the stopping worker's lock lapsed while its seat was not let go yet: a "
@@ -108,9 +108,9 @@ def test_a_handoff_ending_after_a_failed_round_releases_its_lock(client: redis.R
     namespace = f"rt2{uuid.uuid4().hex[:8]}"
     key = f"{namespace}:lock:one"
     me = f"me|1|{uuid.uuid4().hex[:8]}"
-    book = FlakyBook(client, me, TTL)
+    book = FlakyBook(client, namespace, me, TTL)
     locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
-    seat = held_seat(client, book, "one", key)
+    seat = held_seat(book, "one", key)
     seat.closed = False
     seat.handing_off = True  # the pool is on its way back (hand_off ran last round)
 

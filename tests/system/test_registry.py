@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from coder_ring.registry.coordinator import Coordinator, read_assignment
-from coder_ring.registry.lease import LOCKS_PER_CALL, LeaseBook
+from coder_ring.registry.keys import lock_key
+from coder_ring.registry.member_lease import LOCKS_PER_CALL, MemberLease, lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from tests.harness import wait_until
 from tests.system.registry_cluster import RINGS
@@ -120,22 +121,29 @@ def test_failovers_at_once_rebalancing_after_membership_settles(client: redis.Re
 
 
 def test_one_call_tends_every_lock_of_a_worker(client: redis.Redis) -> None:
-    """A worker's locks in one script call per thousand: ours extended, free ones taken
-    only when asked, another holder's never touched."""
-    keys = [f"locks:{index}" for index in range(LOCKS_PER_CALL + 5)]
-    client.set(keys[0], "other", px=60_000)
-    client.set(keys[1], "me", px=100)
-    book = LeaseBook(client, "me", ttl=30.0)
-    wants = [(key, index % 2 == 1) for index, key in enumerate(keys)]
-    until, granted = book.tend(wants)
+    """A worker's locks in one script call per thousand, under one lease: ours kept, free
+    ones (missing, or their holder's lease gone) taken only when asked, a live holder's
+    never touched; the locks have no TTL, only the lease has one."""
+    names = [str(index) for index in range(LOCKS_PER_CALL + 5)]
+    keys = [lock_key("reg", name) for name in names]
+    MemberLease(client, "reg", "other", ttl=30.0).tend([])  # a live member
+    client.mset({keys[0]: "other", keys[1]: "me", keys[2]: "gone"})  # gone: no lease
+    book = MemberLease(client, "reg", "me", ttl=30.0)
+    takes = [index < 3 or index % 2 == 1 for index in range(len(keys))]
+    until, granted = book.tend(list(zip(keys, takes, strict=True)))
     assert until > 0
-    assert granted[0] is False and client.get(keys[0]) == b"other"  # not ours: untouched
-    assert granted[1] is True and client.pttl(keys[1]) > 20_000  # ours: extended
-    assert granted[2:] == [index % 2 == 1 for index in range(2, len(keys))]
-    assert [client.get(key) for key in keys[2:6]] == [None, b"me", None, b"me"]
-    # Once taken, a lock is extended whether or not the next round would take it.
-    _, again = book.tend([(key, False) for key in keys])
-    assert again == [False] + [True] + [index % 2 == 1 for index in range(2, len(keys))]
+    assert granted[0] is False and client.get(keys[0]) == b"other"  # a live holder's
+    assert granted[1:3] == [True, True] and client.get(keys[2]) == b"me"  # ours, a dead one's
+    assert granted[3:] == takes[3:]
+    assert [client.get(key) for key in keys[3:7]] == [b"me", None, b"me", None]
+    assert client.pttl(book.key) > 20_000 and client.pttl(keys[1]) == -1
+    holders = lock_holders(client, "reg", names)
+    assert holders[names[0]] == "other" and len(holders) == 1 + sum(takes[1:])
+    # Once taken, a lock is kept whether or not the next round would take it; one ours
+    # that nobody asks about any more (its release failed) is let go.
+    _, again = book.tend([(key, False) for key in keys[:-2]])
+    assert again == [False, *takes[1:-2]]
+    assert takes[-2] and client.get(keys[-2]) is None
 
 
 def test_a_cold_start_waits_for_the_members_to_join(client: redis.Redis) -> None:

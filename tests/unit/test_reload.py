@@ -18,7 +18,7 @@ from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.seat import RingSeat
 from coder_ring.config import RingsFile, load_rings
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import Lease
+from coder_ring.registry.member_lease import MemberLease
 from coder_ring.ring_server import RingServer
 from tests.harness import write_rings
 
@@ -41,7 +41,7 @@ class Host:
         self.client = redis.Redis()  # a lease made with it is never used here
 
     def new_seat(self, ring: str) -> RingSeat:
-        lease = Lease(self.client, lock_key("test", ring), "me", 2.0)
+        lease = MemberLease(self.client, "test", "me", 2.0).lock(lock_key("test", ring))
         return RingSeat(ring, lease, RingServer(self.service, ring))
 
     def hand_off(self, seat: RingSeat, why: str) -> None:

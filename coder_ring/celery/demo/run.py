@@ -24,7 +24,7 @@ from coder_ring.celery.demo.local_redis import LocalRedis, answers
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
 from coder_ring.registry.client import redis_client
-from coder_ring.registry.lease import current_holder
+from coder_ring.registry.member_lease import current_holder
 from coder_ring.service import RingService
 from coder_ring.settings import Settings, WorkerSettings
 
