@@ -1,6 +1,7 @@
-"""``python -m bench [--quick] [--only celery|engine] [--output DIR]``: coder_ring's
+"""``python -m bench [--quick] [--only celery|engine|rings] [--output DIR]``: coder_ring's
 workers beside a default Celery worker (:mod:`bench.celery_run`), and its engine beside
-the original's replayed SQL (:mod:`bench.engine`), in one run. It prints the machine and
+the original's replayed SQL (:mod:`bench.engine`), in one run; many rings side by side
+(:mod:`bench.rings`, about 15 minutes) only with ``--only rings``. It prints the machine and
 a table of every figure with its baseline, target and PASS/MISS, and writes
 ``results.json`` and ``results.png``. Nothing of a deployment is touched and two runs do
 not collide (:mod:`bench.resources`); every process started is stopped and everything
@@ -33,10 +34,13 @@ from bench.resources import (
     postgres_schemas,
     postgres_server_url,
 )
+from bench.rings import RingsParams, run_rings_bench
+from coder_ring.celery.demo.local_redis import LocalRedis
 from coder_ring.settings import Settings, WorkerSettings
 
-#: The bench's parts (``--only`` runs one).
-PARTS = frozenset({"celery", "engine"})
+#: The bench's parts (``--only`` runs one); a run without ``--only`` runs the default ones.
+PARTS = frozenset({"celery", "engine", "rings"})
+DEFAULT_PARTS = frozenset({"celery", "engine"})
 
 
 def run_bench(
@@ -45,7 +49,7 @@ def run_bench(
     output_dir: Path,
     settings: WorkerSettings,
     console: Console,
-    parts: frozenset[str] = PARTS,
+    parts: frozenset[str] = DEFAULT_PARTS,
 ) -> dict[str, Any]:
     """Run the ``parts`` (``quick``: few calls, small replays: checks that everything
     works) on the servers of ``settings``; print the table, write the report into
@@ -89,6 +93,18 @@ def run_bench(
         if "engine" in parts:
             urls = {"postgresql": schemas.url("engine"), "sqlite": f"sqlite:///{tmp}/engine.db"}
             figures |= run_engine_bench(urls, params[1], lambda line: log(f"engine {line}"))
+        if "rings" in parts:  # a Redis server of its own: its command counts are the run's
+            own = LocalRedis().start()
+            try:
+                figures |= run_rings_bench(
+                    lambda rings: Settings(schemas.url(f"rings{rings}"), Path(tmp) / "rings.toml"),
+                    own.url,
+                    RingsParams.quick() if quick else RingsParams(),
+                    Path(tmp),
+                    lambda line: log(f"rings {line}"),
+                )
+            finally:
+                own.close()
     after = machine(server, redis_url)
     figures = {f.key: figures[f.key] for f in FIGURES if f.key in figures}  # as reported
     meta = {
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run_bench(
         quick=args.quick,
         output_dir=args.output,
-        parts=PARTS if args.only is None else frozenset({args.only}),
+        parts=DEFAULT_PARTS if args.only is None else frozenset({args.only}),
         settings=WorkerSettings.from_env(os.environ),
         # A table of 5 columns: at least 120 characters wide, even into a pipe.
         console=Console(width=None if sys.stdout.isatty() else 120),

@@ -134,12 +134,15 @@ def test_quick_bench_end_to_end(pg_admin: Engine, tmp_path: Path) -> None:
 
     document = json.loads((output_dir / JSON_NAME).read_text(encoding="utf-8"))
     figures = document["figures"]
-    for figure in FIGURES:
+    run = [figure for figure in FIGURES if not figure.key.startswith("rings.")]  # --only rings
+    for figure in run:
         value = figures[figure.key]
         assert isinstance(value, int | float), figure.key
         assert math.isfinite(value), figure.key
         assert value > 0, figure.key
-    assert [target["figure"] for target in document["targets"]] == [f.key for f in TARGETED]
+    assert [target["figure"] for target in document["targets"]] == [
+        f.key for f in TARGETED if f in run
+    ]
     assert all(isinstance(target["passed"], bool) for target in document["targets"])
     meta = document["meta"]
     assert meta["quick"] is True
