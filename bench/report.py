@@ -126,6 +126,9 @@ def write_report(
         "samples_ms": {name: list(values) for name, values in samples.items()},
     }
     (output_dir / JSON_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if not samples:  # --only engine or rings: no round trips of one caller to plot
+        console.print(f"wrote {output_dir / JSON_NAME}", markup=False)
+        return verdicts
     try:
         write_plot(output_dir / PLOT_NAME, samples)
         wrote = f"wrote {output_dir / JSON_NAME} and {output_dir / PLOT_NAME}"

@@ -102,7 +102,8 @@ class RingCluster:
         """Seconds from ``started`` until every ring is held (by a member other than
         ``spare``'s pid mark), or None after ``timeout``."""
         while time.monotonic() - started < timeout:
-            if all(h is not None and spare not in h for h in self.holders()) or not self.rings:
+            holders = self.holders()
+            if all(h is not None and (not spare or spare not in h) for h in holders):
                 return round(time.monotonic() - started, 2)
             time.sleep(0.1)
         return None

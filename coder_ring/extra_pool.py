@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from coder_ring.store import Drawn
 
 
-@dataclass
+@dataclass(slots=True)  # a worker of 1,000 rings pools 250,000 of them: no __dict__ each
 class PooledCode:
     """A code drawn ahead, with the value and position it was issued from, and its cycle."""
 

@@ -1,39 +1,20 @@
 """What the many-rings probe (:mod:`tests.harness.rings_probe`) reads off its servers and
-workers: Redis command counts, a process's CPU ticks and RSS, PostgreSQL transactions and
+workers besides :mod:`bench.rings`'s: a process's CPU ticks, PostgreSQL transactions and
 statements."""
 
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from pathlib import Path
 
-import redis
 from sqlalchemy import create_engine, text
 
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
 
-def commandstats(client: redis.Redis) -> Counter[str]:
-    info = client.info("commandstats")
-    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()})
-
-
 def cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Pg:
