@@ -31,24 +31,32 @@ class CallerView:
         self._client = redis_client(redis_url, 1.0)
         self._mutex = threading.Lock()
         self._members: list[MemberInfo] | None = None
+        #: The rings some healthy live member may serve, as of the last read: a request
+        #: checks one set, not every member's list (10,000 rings each, issue 19).
+        self._servable: frozenset[str] = frozenset()
         self._read_at = -float("inf")
 
     def members(self, fresh: bool = False) -> list[MemberInfo] | None:
         """The live members (None when the registry cannot be read)."""
+        return self._read(fresh)[0]
+
+    def _read(self, fresh: bool) -> tuple[list[MemberInfo] | None, frozenset[str]]:
         with self._mutex:
             if fresh or time.monotonic() - self._read_at > self.max_age:
                 try:
                     self._members = live_members(self._client, self.namespace)
                 except redis.RedisError:
                     self._members = None
+                healthy = (member for member in self._members or () if member.healthy)
+                self._servable = frozenset(ring for member in healthy for ring in member.rings)
                 self._read_at = time.monotonic()
-            return self._members
+            return self._members, self._servable
 
     def ensure_served(self, ring: str) -> None:
         """:class:`NoWorker` when no live, healthy worker may serve ``ring``."""
         for fresh in (False, True):
-            members = self.members(fresh)
-            if members is None or any(m.healthy and ring in m.rings for m in members):
+            members, servable = self._read(fresh)
+            if members is None or ring in servable:
                 return
         raise NoWorker(
             f"no live worker may serve ring {ring!r} in namespace {self.namespace!r} "

@@ -114,12 +114,18 @@ class MemberLease:
         ours: list[bool] = []
         for start in range(0, max(1, len(ops)), LOCKS_PER_CALL):  # the lease, if no lock
             chunk = ops[start : start + LOCKS_PER_CALL]
-            replies = self._tend(
-                keys=[self.key, *(key for key, _ in chunk)],
-                args=[self.token, self.ttl_ms, self._prefix, *(op for _, op in chunk)],
-            )
+            try:
+                replies = self._tend(
+                    keys=[self.key, *(key for key, _ in chunk)],
+                    args=[self.token, self.ttl_ms, self._prefix, *(op for _, op in chunk)],
+                )
+            except redis.RedisError:
+                # Redis may have taken them before the reply was lost: asked about (or let
+                # go) next round, never left naming us for good.
+                self._note((key, True) for key, op in chunk if op == _TAKE)
+                raise
+            self._note(zip((key for key, _ in chunk), map(bool, replies), strict=True))
             ours += [bool(reply) for reply in replies]
-        self._note(zip((key for key, _ in ops), ours, strict=True))
         return started + SAFE_SHARE * self.ttl_ms / 1000, ours[: len(wants)]
 
     def release(self, keys: Sequence[str]) -> int:
