@@ -1,7 +1,8 @@
 """What a ring worker process holds, and the thread that keeps it right.
 
 The lease thread runs every TTL/3 (sooner on a notice), independently of Celery's
-event loop and of any task in flight. Each round it:
+event loop and of any task in flight (a thread of its own renews the worker's lease
+between rounds). Each round it:
 
 1. reloads the rings file if it changed, and makes the seats match the rings
    (:mod:`coder_ring.celery.reload`: rings added are served, rings removed are handed
@@ -30,7 +31,7 @@ import redis
 
 from coder_ring.celery.health import LOST, Bounded, DatabaseHealth
 from coder_ring.celery.reload import RingsReload
-from coder_ring.celery.ring_locks import RingLocks
+from coder_ring.celery.ring_locks import LeaseKeeper, RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
 from coder_ring.celery.serving_log import ServingLog
 from coder_ring.celery.transitions import OrderedTransitions
@@ -40,7 +41,7 @@ from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
-from coder_ring.registry.keys import lock_key
+from coder_ring.registry.keys import lock_key, member_key
 from coder_ring.registry.lease import new_member_id
 from coder_ring.registry.member_lease import MemberLease, lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
@@ -88,16 +89,10 @@ class WorkerRuntime:
         self.member_id = new_member_id(node)
         self.started = time.time()
         self.membership = Membership(self.redis, self.namespace, ttl)
-        self.coordinator = Coordinator(
-            self.redis,
-            self.namespace,
-            self.member_id,
-            ttl,
-            rebalance_after=ttl,
-            max_moves=MAX_MOVES_PER_ROUND,
-            # Two or three lease rounds: enough for members started together to register.
-            formation=ttl / 2,
-        )
+        # formation: two or three lease rounds, for members started together to register.
+        self.coordinator = Coordinator(self.redis, self.namespace, self.member_id, ttl,
+                                       rebalance_after=ttl, max_moves=MAX_MOVES_PER_ROUND,
+                                       formation=ttl / 2)  # fmt: skip
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
@@ -126,14 +121,11 @@ class WorkerRuntime:
             self.namespace,
             self._on_notice,
         )
-        self.locks = RingLocks(
-            MemberLease(self.redis, self.namespace, self.member_id, ttl),
-            self.member_id,
-            node,
-            won=self._won,
-            lost=self._lost,
-            leave=self.hand_off,
-        )
+        lease = MemberLease(self.redis, self.namespace, self.member_id, ttl)
+        self.locks = RingLocks(lease, self.member_id, node,
+                               won=self._won, lost=self._lost, leave=self.hand_off)  # fmt: skip
+        self._keeper = LeaseKeeper(self.locks, lambda: list(self.seats.values()),
+                                   member_key(self.namespace, self.member_id), ttl)  # fmt: skip
         self.reload = RingsReload(self, rings_file, seen)
         self.reload.sync()
         #: Ring metrics (coder_ring.metrics.worker), served on CODER_RING_METRICS_PORT if set.
@@ -161,6 +153,7 @@ class WorkerRuntime:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ring-leases", daemon=True)
             self._thread.start()
+            self._keeper.start()
             self._listener.start()
             self.metrics.start()
 
@@ -184,6 +177,7 @@ class WorkerRuntime:
         with ThreadPoolExecutor(LET_GO_THREADS, thread_name_prefix="ring-let-go") as letting:
             list(letting.map(lambda seat: self._let_go(seat, give_back), seats))
         self._stopped.set()
+        self._keeper.stop()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.lock_ttl)
@@ -229,7 +223,7 @@ class WorkerRuntime:
     def _run(self) -> None:
         period = self.settings.lock_ttl / 3
         while not self._stopped.is_set():
-            began = time.monotonic()
+            began = self._keeper.round_began = time.monotonic()
             try:
                 with self._in_round:
                     if self._stopping.is_set():

@@ -128,6 +128,18 @@ class MemberLease:
             ours += [bool(reply) for reply in replies]
         return started + SAFE_SHARE * self.ttl_ms / 1000, ours[: len(wants)]
 
+    def prolong(self, member_key: str) -> tuple[float, float | None]:
+        """Extend the lease, only if it still exists, and the member's record at
+        ``member_key`` (:mod:`~coder_ring.registry.membership`) with it: what a busy
+        worker does between its rounds. Returns the monotonic time it started, and the
+        time until which the lease surely lives (None: it lapsed, the round decides)."""
+        started = time.monotonic()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.key, self.token, xx=True, px=self.ttl_ms)
+        pipe.pexpire(member_key, self.ttl_ms)
+        kept, _ = pipe.execute()
+        return started, started + SAFE_SHARE * self.ttl_ms / 1000 if kept else None
+
     def release(self, keys: Sequence[str]) -> int:
         """Delete those of the locks at ``keys`` still ours; how many were."""
         released = 0

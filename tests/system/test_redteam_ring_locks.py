@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 import redis
 
-from coder_ring.celery.ring_locks import RingLocks
+from coder_ring.celery.ring_locks import LeaseKeeper, RingLocks
 from coder_ring.celery.seat import RingSeat
+from coder_ring.registry.keys import member_key
 from coder_ring.registry.member_lease import MemberLease
 from tests.harness.shared import REDIS_TEST_URL, require
 
@@ -130,4 +131,31 @@ def test_a_handoff_ending_after_a_failed_round_releases_its_lock(client: redis.R
             "holder cannot take it meanwhile"
         )
     finally:
+        client.delete(key)
+
+
+def test_a_round_longer_than_the_ttl_keeps_the_rings(client: redis.Redis) -> None:
+    """Issue 19: at 10,000 rings a busy worker's lease round outlasted the TTL, so every
+    ring of it lapsed at once (and was taken again, round after round). Between rounds
+    the keeper renews the lease alone: the seats stay valid and no standby can take
+    their locks. A round stuck for good is not covered: its rings fail over."""
+    namespace = f"rt2{uuid.uuid4().hex[:8]}"
+    key = f"{namespace}:lock:one"
+    me = f"me|1|{uuid.uuid4().hex[:8]}"
+    book = MemberLease(client, namespace, me, TTL)
+    locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
+    seat = held_seat(book, "one", key)
+    seat.closed = False
+    keeper = LeaseKeeper(locks, lambda: [seat], member_key(namespace, me), TTL)
+    standby = MemberLease(client, namespace, f"standby|2|{uuid.uuid4().hex[:8]}", TTL)
+    keeper.start()
+    try:
+        time.sleep(2.5 * TTL)  # no round meanwhile: it is still under way
+        assert seat.can_serve(), "the seat lapsed although the worker lives"
+        assert standby.tend([(key, True)])[1] == [False], "a standby took a live worker's ring"
+        time.sleep((LeaseKeeper.STUCK_ROUNDS - 2.5 + 1.5) * TTL)  # the round is stuck
+        assert not seat.can_serve()
+        assert standby.tend([(key, True)])[1] == [True]
+    finally:
+        keeper.stop()
         client.delete(key)
