@@ -145,7 +145,10 @@ class RingCluster:
             ring, started = random.choice(self.rings), time.perf_counter()
             self._keep(ring, get_code.delay(ring).get(timeout=60))
             times.append((time.perf_counter() - started) * 1000)
-        return {"p50_ms": round(percentile(times, 0.5), 2), "p99_ms": percentile(times, 0.99)}
+        return {
+            "p50_ms": round(percentile(times, 50), 2),
+            "p99_ms": round(percentile(times, 99), 2),
+        }
 
     def burst(self, count: int) -> float:
         """Requests per second of ``count`` ``get_code`` on random rings, all sent first."""
@@ -203,7 +206,7 @@ def measure_size(
         cluster.latency(20)  # the caller warms up (connections, its registry view)
         figures |= {f"{prefix}.{k}": v for k, v in cluster.latency(params.requests).items()}
         figures[f"{prefix}.burst_per_s"] = cluster.burst(params.burst)
-        log(f"{rings:,} rings: held {held} s, idle {idle['by_command_per_s']}")
+        log(f"{rings:,} ring(s): held {held} s, idle {idle['by_command_per_s']}")
         if big:
             figures[f"{prefix}.join_s"] = cluster.join(params.timeout_s) or float("inf")
             figures[f"{prefix}.kill_held_again_s"] = cluster.kill_one(params.timeout_s) or float(
