@@ -38,7 +38,7 @@ from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import Lease, LeaseBook, lock_holders, new_member_id
@@ -83,7 +83,7 @@ class WorkerRuntime:
         ttl = settings.lock_ttl
         # A round makes at most two calls to an unreachable Redis (the first failure ends
         # the registry's part, then one tend): a third of the TTL between them.
-        self.redis = redis_client(settings.redis_url, ttl / 6)
+        self.redis = registry_client(settings, ttl / 6)
         self.member_id = new_member_id(node)
         self.started = time.time()
         self.membership = Membership(self.redis, self.namespace, ttl)
@@ -121,7 +121,7 @@ class WorkerRuntime:
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
         self._transitions = OrderedTransitions(TRANSITION_THREADS)
         self._listener = notices.NoticeListener(
-            redis_client(settings.redis_url, connect_timeout=ttl / 4),
+            registry_client(settings, connect_timeout=ttl / 4),
             self.namespace,
             self._on_notice,
         )

@@ -31,7 +31,7 @@ from coder_ring.metrics.catalog import (
     Families,
     MetricsServer,
 )
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.lease import holder_name, lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
@@ -57,7 +57,7 @@ class DatabaseCollector:
         self.lock_ttl = settings.lock_ttl
         self.service = service
         self.extras_shown = extras_shown
-        self.redis = redis_client(settings.redis_url, 2.0)
+        self.redis = registry_client(settings, 2.0)
         self._mutex = threading.Lock()
         self._rings_file = RingsFile(settings.engine.config_path)
         self._rings_file.mark()  # the service was built from it just now

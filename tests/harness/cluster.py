@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import redis
 
 from coder_ring.celery.names import ring_queue
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.registry.membership import MemberInfo, live_members
@@ -20,7 +21,7 @@ from tests.harness.config import settings_from_env
 def members(env: Mapping[str, str]) -> list[MemberInfo]:
     """The live workers of ``env``'s namespace, as the registry has them."""
     settings = settings_from_env(env)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = registry_client(settings)
     try:
         return live_members(client, settings.namespace)
     finally:

@@ -55,6 +55,7 @@ def worker_env(
     broker_url: str | None = None,
     result_backend: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    sentinel_master: str | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
@@ -71,6 +72,7 @@ def worker_env(
         task_expires=defaults.task_expires if task_expires is None else task_expires,
         visibility_timeout=visibility_timeout,
         refill_interval=defaults.refill_interval if refill_interval is None else refill_interval,
+        sentinel_master=sentinel_master,
     )
     return {**settings.to_env(), **extra}
 
