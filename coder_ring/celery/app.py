@@ -17,7 +17,7 @@ import click
 from celery import Celery
 
 from coder_ring.celery.caller_errors import CallerErrorLog
-from coder_ring.celery.names import misc_queue
+from coder_ring.celery.names import control_exchange, event_exchange, misc_queue
 from coder_ring.celery.ring_tasks import RingTasks, register
 from coder_ring.config import RingConfig, RingsFile
 from coder_ring.redis_urls import is_sentinel
@@ -70,6 +70,8 @@ class CoderRingApp(Celery):  # type: ignore[misc]
             result_backend=settings.result_backend,
             broker_connection_retry_on_startup=True,
             task_default_queue=misc_queue(settings.namespace),
+            control_exchange=control_exchange(settings.namespace),
+            event_exchange=event_exchange(settings.namespace),
             task_serializer="json",
             result_serializer="json",
             accept_content=["json"],
