@@ -10,18 +10,17 @@ from collections.abc import Mapping, Sequence
 import redis
 
 from coder_ring.celery.names import ring_queue
-from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.registry.membership import MemberInfo, live_members
 from coder_ring.settings import DEFAULT_NAMESPACE
-from tests.harness.config import settings_from_env
+from tests.harness.config import locks_redis, settings_from_env
 
 
 def members(env: Mapping[str, str]) -> list[MemberInfo]:
     """The live workers of ``env``'s namespace, as the registry has them."""
     settings = settings_from_env(env)
-    client = registry_client(settings)
+    client = locks_redis(env)
     try:
         return live_members(client, settings.namespace)
     finally:

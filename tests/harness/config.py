@@ -9,7 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from coder_ring.config import RingConfig
+from coder_ring.redis_urls import is_sentinel
+from coder_ring.registry.client import registry_client
 from coder_ring.service import RingService
 from coder_ring.settings import DEFAULT_NAMESPACE, Settings, WorkerSettings
 from coder_ring.sql.store import SqlStore
@@ -80,6 +84,16 @@ def worker_env(
 def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
     """The :class:`WorkerSettings` a process started with ``env`` reads."""
     return WorkerSettings.from_env(env)
+
+
+def locks_redis(env: Mapping[str, str]) -> redis.Redis:
+    """A client of the tests on ``env``'s Redis of the locks and the registry: redis-py's
+    defaults (its retries ride out a restart the test makes), or behind Sentinel the
+    primary the sentinels name."""
+    settings = settings_from_env(env)
+    if is_sentinel(settings.redis_url):
+        return registry_client(settings)
+    return redis.Redis.from_url(settings.redis_url)
 
 
 def engine_settings(env: Mapping[str, str]) -> Settings:

@@ -14,12 +14,11 @@ from typing import Any
 import redis
 
 from coder_ring.celery.demo.processes import Process
-from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness.calls import wait_until
-from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port, settings_from_env
+from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port, locks_redis
 
 #: A worker's log line for a code (or codes) handed out: the result, as Python's repr.
 SUCCEEDED = re.compile(r"Task coder_ring\.get_codes?\[[0-9a-f-]+\] succeeded in \S+: (.+)$", re.M)
@@ -114,7 +113,7 @@ class WorkerProcess(ManagedProcess):
     def redis(self) -> redis.Redis:
         """A client on the locks' Redis (behind Sentinel too)."""
         if self._redis is None:
-            self._redis = registry_client(settings_from_env(self.env))
+            self._redis = locks_redis(self.env)
         return self._redis
 
     def start(self) -> WorkerProcess:
