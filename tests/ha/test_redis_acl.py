@@ -36,6 +36,7 @@ TIMEOUT = 10.0
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_a_user_limited_to_its_namespace_runs_workers_and_callers(tmp_path: Path) -> None:
     users = {"ring": namespace_rules(NAMESPACE), "neighbour": namespace_rules("neighbour")}
     server = AclRedis(users)
