@@ -349,6 +349,7 @@ class MetricsServer:
     def url(self) -> str:
         """Where a scrape reads."""
         host = "127.0.0.1" if self.address in {"0.0.0.0", "::", ""} else self.address
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return f"http://{host}:{self.port}/metrics"
 
     def stop(self) -> None:
