@@ -316,7 +316,7 @@ class WorkerRuntime:
         self.on_change()
 
     def _lost(self, seat: RingSeat) -> None:
-        self._transitions.submit(seat.ring, seat.server.deactivate, True)
+        self._transitions.submit(seat.ring, seat.drop_claim, True)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -346,7 +346,7 @@ class WorkerRuntime:
             # (a ring moves within a round), the pools dropped.
             for seat in self.locks.give_up(list(self.seats.values())):
                 log.warning("ring %s: given up (database unreachable); pool dropped", seat.ring)
-                self._transitions.submit(seat.ring, seat.server.deactivate, False)
+                self._transitions.submit(seat.ring, seat.drop_claim, False)
                 notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
             self.on_change()
 
@@ -395,6 +395,5 @@ class WorkerRuntime:
         return self._transitions.submit(seat.ring, self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
-        with seat.serving:
-            seat.server.deactivate(give_back=True)
+        seat.drop_claim(give_back=True)
         self._activate(seat)
