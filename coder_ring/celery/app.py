@@ -79,6 +79,10 @@ class CoderRingApp(Celery):  # type: ignore[misc]
             # back to the queue and is served by the next holder (never twice).
             task_acks_late=True,
             task_reject_on_worker_lost=True,
+            # Celery 6's default, and without it Celery warns of the change (9 lines) at
+            # every loss of the broker. A solo worker runs no task while its consumer
+            # reconnects, so there is nothing to cancel.
+            worker_cancel_long_running_tasks_on_connection_loss=True,
             worker_prefetch_multiplier=1,
             worker_concurrency=1,
             worker_pool="solo",

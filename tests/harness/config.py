@@ -3,6 +3,7 @@ rings file, the ``CODER_RING_*`` environment and the settings and services read 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Mapping
@@ -110,6 +111,23 @@ def service_for(
     if rings is None:
         return RingService.from_settings(settings)
     return RingService(SqlStore(settings.database_url), rings)
+
+
+def private_port() -> int:
+    """A free port for a private server: in ``CODER_RING_TEST_PORTS`` (``26500-26599``)
+    when set (a machine shared by several suites), else any free one."""
+    span = os.environ.get("CODER_RING_TEST_PORTS", "")
+    if not span:
+        return free_port()
+    low, high = (int(part) for part in span.split("-"))
+    for port in range(low, high + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in CODER_RING_TEST_PORTS={span}")
 
 
 def free_port() -> int:

@@ -69,12 +69,24 @@ class SentinelServer(PrivateRedis):
 
 
 class SentinelRedis:
-    """The primary, its replica and three sentinels, started together by :meth:`start`."""
+    """The primary, its replica and three sentinels, started together by :meth:`start`
+    (each server is made once the one before it listens: a private port is free until
+    its server takes it)."""
 
     def __init__(self) -> None:
-        self.primary = PrivateRedis()
-        self.replica = ReplicaRedis(self.primary)
-        self.sentinels = [SentinelServer(self.primary) for _ in range(3)]
+        self.servers: list[PrivateRedis] = []
+
+    @property
+    def primary(self) -> PrivateRedis:
+        return self.servers[0]
+
+    @property
+    def replica(self) -> PrivateRedis:
+        return self.servers[1]
+
+    @property
+    def sentinels(self) -> list[SentinelServer]:
+        return [s for s in self.servers if isinstance(s, SentinelServer)]
 
     @property
     def url(self) -> str:
@@ -85,8 +97,10 @@ class SentinelRedis:
     def start(self, timeout: float = 20.0) -> SentinelRedis:
         """Start them all; wait until the replica is in sync and every sentinel knows the
         replica and the other two sentinels (a failover needs both)."""
-        for server in [self.primary, self.replica, *self.sentinels]:
-            server.start()
+        self._add(PrivateRedis())
+        self._add(ReplicaRedis(self.primary))
+        for _ in range(3):
+            self._add(SentinelServer(self.primary))
         replica = self.replica.client()
         try:
             wait_until(
@@ -99,6 +113,10 @@ class SentinelRedis:
         for sentinel in self.sentinels:
             wait_until(lambda s=sentinel: self._knows_all(s), timeout, what="sentinels to meet")
         return self
+
+    def _add(self, server: PrivateRedis) -> None:
+        self.servers.append(server)
+        server.start()
 
     def _knows_all(self, sentinel: SentinelServer) -> bool:
         client = sentinel.client()
@@ -127,7 +145,7 @@ class SentinelRedis:
 
     def close(self) -> None:
         """Stop every server and remove its directory."""
-        for server in [*self.sentinels, self.replica, self.primary]:
+        for server in reversed(self.servers):
             with contextlib.suppress(Exception):
                 server.close()
 

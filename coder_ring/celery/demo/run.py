@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from coder_ring.celery.app import create_app
+from coder_ring.celery.demo.cleanup import remove_namespace
 from coder_ring.celery.demo.local_redis import LocalRedis, answers
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
@@ -67,7 +68,8 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         rings_file = workdir / "rings.toml"
         rings_file.write_text(DEMO_RINGS)
         broker = WorkerSettings.from_env().broker_url
-        if answers(broker):
+        running = answers(broker)  # a Redis of someone else's: the demo leaves it as it was
+        if running:
             console.print(f"[bold]Redis[/]: using the one answering at {broker}")
         else:
             local = LocalRedis()
@@ -90,6 +92,8 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         for name, record in service.populate().items():
             console.print(f"  {name}: {record.total_codes:,} codes per cycle, ready (no fill)")
 
+        if running:  # after the worker and beat stopped (callbacks run last first)
+            stack.callback(_remove_namespace, console, broker, settings.namespace)
         env = settings.to_env()
         coder_ring = [sys.executable, "-m", "coder_ring.celery.cli"]
         worker = Process(
@@ -118,10 +122,14 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             app.ring_tasks.status,
         )
         console.print('\n[bold]10 codes[/] from get_code.delay("widget").get():')
-        codes: list[str] = [get_code.delay("widget").get(timeout=CALL_TIMEOUT) for _ in range(10)]
+        # Every result is forgotten at the end (its key deleted from the result backend).
+        sent = [get_code.delay("widget") for _ in range(10)]
+        stack.callback(lambda: [result.forget() for result in sent])
+        codes: list[str] = [result.get(timeout=CALL_TIMEOUT) for result in sent]
         for code in codes:
             console.print(f"  {code}")
-        batch: list[str] = get_codes.delay("doodad", 8).get(timeout=CALL_TIMEOUT)
+        sent.append(get_codes.delay("doodad", 8))
+        batch: list[str] = sent[-1].get(timeout=CALL_TIMEOUT)
         console.print(f'\n[bold]A batch[/] from get_codes.delay("doodad", 8): {" ".join(batch)}')
 
         table = Table(title="status")
@@ -129,8 +137,19 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         for column in columns:
             table.add_column(column.replace("_", " "))
         for ring in ("widget", "doodad"):
-            report = status.delay(ring).get(timeout=CALL_TIMEOUT)
+            sent.append(status.delay(ring))
+            report = sent[-1].get(timeout=CALL_TIMEOUT)
             table.add_row(*(Text(str(report[column])) for column in columns))
         console.print(table)
-        console.print("Stopping the worker (it gives its pooled codes back), beat and Redis.")
+        if running:
+            console.print("Stopping the worker (it gives its pooled codes back) and beat.")
+        else:
+            console.print("Stopping the worker (it gives its pooled codes back), beat and Redis.")
     return codes + batch
+
+
+def _remove_namespace(console: Console, url: str, namespace: str) -> None:
+    removed = remove_namespace(url, namespace)
+    console.print(
+        f"Removed the {removed} keys of namespace {namespace}; left the running Redis alone."
+    )
