@@ -1,12 +1,14 @@
 """The demo leaves nothing behind in a Redis it did not start: every key of its own
 namespace (registry keys, queues and kombu's bindings of its queues) goes at its exit.
-Keys of other namespaces, and Celery's own shared keys (``celery.pidbox``...), stay."""
+Keys of other namespaces, and the keys kombu and Celery share between them (``unacked``...),
+stay."""
 
 from __future__ import annotations
 
 from coder_ring.celery.names import misc_queue
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import namespace_pattern
+from coder_ring.settings import WorkerSettings
 
 #: kombu's sets that bind an exchange (named like our queues) to its queues.
 KOMBU_BINDINGS = ("_kombu.binding.", "_kombu.binding_permanent.")
@@ -21,9 +23,10 @@ def namespace_patterns(namespace: str) -> list[str]:
     ]
 
 
-def remove_namespace(url: str, namespace: str) -> int:
-    """Delete every key of ``namespace`` from the Redis at ``url``; how many went."""
-    client = redis_client(url, 5.0)
+def remove_namespace(settings: WorkerSettings) -> int:
+    """Delete every key of the settings' namespace from their Redis; how many went."""
+    namespace = settings.namespace
+    client = registry_client(settings, 5.0)
     try:
         keys = {
             key

@@ -24,7 +24,7 @@ from coder_ring.celery.demo.cleanup import remove_namespace
 from coder_ring.celery.demo.local_redis import LocalRedis, answers
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.lease import current_holder
 from coder_ring.service import RingService
 from coder_ring.settings import Settings, WorkerSettings
@@ -43,7 +43,7 @@ CALL_TIMEOUT = 30.0
 
 
 def _wait_for_holder(settings: WorkerSettings, ring: str, worker: Process) -> str:
-    client = redis_client(settings.redis_url, 2.0)
+    client = registry_client(settings, 2.0)
     deadline = time.monotonic() + READY_TIMEOUT
     try:
         while time.monotonic() < deadline:
@@ -67,15 +67,16 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         workdir.mkdir(parents=True, exist_ok=True)
         rings_file = workdir / "rings.toml"
         rings_file.write_text(DEMO_RINGS)
-        broker = WorkerSettings.from_env().broker_url
-        running = answers(broker)  # a Redis of someone else's: the demo leaves it as it was
+        configured = WorkerSettings.from_env()
+        broker, master = configured.broker_url, configured.sentinel_master
+        running = answers(broker, master_name=master)  # someone else's: left as it was
         if running:
             console.print(f"[bold]Redis[/]: using the one answering at {broker}")
         else:
             local = LocalRedis()
             console.print(f"[bold]Redis[/]: none at {broker}; starting {local.binary}")
             stack.callback(local.close)
-            broker = local.start().url
+            broker, master = local.start().url, None
         engine = Settings(database_url=f"sqlite:///{workdir / 'demo.db'}", config_path=rings_file)
         settings = WorkerSettings(
             engine=engine,
@@ -83,6 +84,7 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             result_backend=broker,
             redis_url=broker,
             namespace=f"demo-{uuid.uuid4().hex[:8]}",
+            sentinel_master=master,
         )
         console.print(f"[bold]Database[/]: {engine.database_url}")
         console.print(f"[bold]Namespace[/]: {settings.namespace} (queues and keys of its own)")
@@ -93,7 +95,7 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             console.print(f"  {name}: {record.total_codes:,} codes per cycle, ready (no fill)")
 
         if running:  # after the worker and beat stopped (callbacks run last first)
-            stack.callback(_remove_namespace, console, broker, settings.namespace)
+            stack.callback(_remove_namespace, console, settings)
         env = settings.to_env()
         coder_ring = [sys.executable, "-m", "coder_ring.celery.cli"]
         worker = Process(
@@ -148,8 +150,9 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
     return codes + batch
 
 
-def _remove_namespace(console: Console, url: str, namespace: str) -> None:
-    removed = remove_namespace(url, namespace)
+def _remove_namespace(console: Console, settings: WorkerSettings) -> None:
+    removed = remove_namespace(settings)
     console.print(
-        f"Removed the {removed} keys of namespace {namespace}; left the running Redis alone."
+        f"Removed the {removed} keys of namespace {settings.namespace}; left the running "
+        "Redis alone."
     )
