@@ -53,7 +53,7 @@ return 1
 
 #: Beyond ``max_moves``, one ring in flight per this many rings: a fifth worker joining
 #: 10,000 rings takes 2,000, which 10 moves at a time took over 10 minutes (issue 19).
-RINGS_PER_MOVE = 100
+RINGS_PER_MOVE = 40
 
 
 class Coordinator:
