@@ -6,6 +6,7 @@ Debian's ``prometheus``, ``chromium`` and ``redis-server``; touches no other ser
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
             f"--minutes must be at least 1 (the graphs span whole minutes), not {args.minutes:g}"
         )
     started = time.monotonic()
+    # SIGTERM ends the run as Ctrl-C does (a background job ignores SIGINT):
+    # every process it started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def log(line: str) -> None:
         print(f"{time.monotonic() - started:6.1f}s  {line}", flush=True)

@@ -79,6 +79,7 @@ PANELS: tuple[Panel, ...] = (
         "Rings taken over in the last minute: failovers (holder died) and handoffs",
         f"{_moves('coder_ring_failovers_total', 'failover')} or "
         f"{_moves('coder_ring_handoffs_total', 'handoff')}",
+        stacked=True,  # rings that move together would hide each other's line
     ),
 )
 

@@ -206,7 +206,7 @@ class GraphsRun:
                 code = app.ring_tasks.get_code.delay(ring).get(timeout=timeout)
                 self.calls.codes.setdefault(ring, []).append(code)
             except Exception as error:  # noqa: BLE001 - counted and reported by kind
-                self.calls.errors[type(error).__name__] += 1
+                self.calls.errors[f"{type(error).__name__} ({ring})"] += 1
 
         def pace(ring: str, rate: float) -> None:
             due = time.monotonic()
@@ -226,7 +226,8 @@ class GraphsRun:
                 stop.set()
                 for pacer in pacers:
                     pacer.join()
-        app.close()
+        # The app stays open: a timed-out call's result still waits in it, and cleans up
+        # through the app's connections when the process ends.
         self._event("load ends")
         return end
 
