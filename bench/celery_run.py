@@ -148,15 +148,13 @@ class CeleryRun:
             self._load("procs4", self.endpoints, 4)
             self.figures["worker.rss_mb"] = main.rss_mb("VmRSS")
             self.figures["worker.peak_rss_mb"] = main.rss_mb("VmHWM")
-            web = run_web(
-                self.workers,
-                self.endpoints,
-                self.groups["main"],
-                self.params.web_seconds,
-                self.workers.workdir,
-            )
-            self.figures |= web[0]
-            self.codes.codes.setdefault("main", []).extend(web[1])
+            clients = Clients(self.endpoints)
+            try:
+                web = run_web(self.workers, clients, self.groups["main"], self.params.web_seconds)
+                self.figures |= web
+            finally:
+                self.codes.merge(clients.recorder)
+                clients.close()
             self.log("celery: web examples done")
         self.notes["codes_checked"] = check_unique(self.codes.codes)
         self.pids = [worker.pid for worker in self.workers.started]

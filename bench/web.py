@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Any
 
 from celery.signals import after_task_publish
 
 from bench.anchor_app import NOOP
 from bench.anchor_app import app as anchor
-from bench.calls import Clients, Endpoints
+from bench.calls import Clients
 from bench.worker import READY_TIMEOUT, Workers, anchor_env
 from coder_ring.celery.demo.local_redis import free_port
 from coder_ring.settings import WorkerSettings
@@ -27,6 +26,7 @@ IDS_ENV = "BENCH_WEB_TASK_IDS"
 SERVERS = {"flask": [*GUNICORN, "bench.web:flask"], "fastapi": [*UVICORN, "bench.web:fastapi"]}
 PATHS = {"get_code": "codes/main", "anchor": "anchor"}  # the kinds of call: their URL path
 CONNECTIONS = 16
+Figures = dict[str, float]
 
 
 @after_task_publish.connect  # type: ignore[untyped-decorator]
@@ -52,18 +52,14 @@ async def _anchor() -> dict[str, str]:
     return await asyncio.to_thread(_noop)  # waits as aget_code does
 
 
-def run_web(
-    workers: Workers, endpoints: Endpoints, main: WorkerSettings, seconds: float, workdir: Path
-) -> tuple[dict[str, float], list[str]]:
+def run_web(workers: Workers, clients: Clients, main: WorkerSettings, seconds: float) -> Figures:
     """Each server started with the settings of group ``main`` (ring ``main``) and the
-    anchor's, each kind loaded for ``seconds`` after 2 s of warm-up; the figures
-    ``web.<server>.<kind>.<figure>`` and the codes handed out. Each server is stopped
-    when measured, and every result deleted."""
-    figures: dict[str, float] = {}
-    codes: list[str] = []
-    ids = workdir / "web-task-ids"
+    anchor's, each kind loaded for ``seconds`` after 2 s of warm-up; the
+    figures ``web.<server>.<kind>.<figure>``. Each server is stopped when measured; the
+    codes handed out and the ids of the servers' tasks go to ``clients.recorder``."""
+    figures: Figures = {}
+    ids, recorder, endpoints = workers.workdir / "web-task-ids", clients.recorder, clients.endpoints
     env = main.to_env() | anchor_env(main, endpoints.anchor_queue) | {IDS_ENV: str(ids)}
-    clients = Clients(endpoints)
     try:
         for name, argv in SERVERS.items():
             port = free_port()
@@ -73,19 +69,15 @@ def run_web(
                 url = f"http://127.0.0.1:{port}/{path}"
                 first_answer(url, READY_TIMEOUT)  # then wrk's warm-up, on every thread
                 for run, length in (("warmup", 2.0), (kind, seconds)):
-                    load = run_wrk(f"{name}-{run}", url, workdir, seconds=length,
+                    load = run_wrk(f"{name}-{run}", url, workers.workdir, seconds=length,
                                    connections=CONNECTIONS, timeout=endpoints.timeout)  # fmt: skip
-                    codes += load.codes if kind == "get_code" else []
-                key, errors = f"web.{name}.{kind}", len(load.failures) + load.socket_errors
-                figures |= {
-                    f"{key}.per_s": load.requests_per_s,
-                    f"{key}.p50_ms": load.p50_ms,
-                    f"{key}.p99_ms": load.p99_ms,
-                    f"{key}.errors": float(errors),
-                }
+                    if kind == "get_code":  # the run checks that no code came twice
+                        recorder.codes.setdefault("main", []).extend(load.codes)
+                key, errors = f"web.{name}.{kind}", float(len(load.failures) + load.socket_errors)
+                figures |= {f"{key}.per_s": load.requests_per_s, f"{key}.p50_ms": load.p50_ms,
+                            f"{key}.p99_ms": load.p99_ms, f"{key}.errors": errors}  # fmt: skip
             server.stop()
     finally:
-        for written in workdir.glob(f"{ids.name}.*"):
-            clients.recorder.task_ids += written.read_text(encoding="ascii").split()
-        clients.close()
-    return figures, codes
+        for written in workers.workdir.glob(f"{ids.name}.*"):
+            recorder.task_ids += written.read_text(encoding="ascii").split()
+    return figures
