@@ -148,7 +148,7 @@ class GraphsRun:
         for name in WORKERS:
             self._worker(name, settings)
         cli = [sys.executable, "-m", "coder_ring.celery.cli", "metrics"]
-        cli += ["--address", "127.0.0.1", "--port", str(self.ports["metrics"])]
+        cli += ["--host", "127.0.0.1", "--port", str(self.ports["metrics"])]
         self._process("metrics", cli, settings.to_env())
         config = self.workdir / "prometheus.yml"
         targets = [f"127.0.0.1:{self.ports[name]}" for name in WORKERS]
