@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
-from coder_ring.metrics.catalog import OTHER_EXTRAS
-
 #: The jobs of deploy/prometheus/prometheus.yml: `coder-ring metrics` and the workers.
 DATABASE_JOB, WORKER_JOB = "coder_ring", "coder_ring_worker"
 #: The alert rules the deployment loads, loaded by the run's Prometheus too.
@@ -54,13 +52,10 @@ PANELS: tuple[Panel, ...] = (
         "Ring fullness: share of each ring's cycle drawn (coder-ring metrics)",
         f'max by (ring) (coder_ring_cycle_used_ratio{{job="{DATABASE_JOB}"}})',
     ),
-    # Without "(other extras)": a worker folds the counts of a ring it no longer serves
-    # into it, a jump that rate() would count a second time after every move.
     Panel(
         "codes",
         "Codes handed to callers per second, by ring (the workers' counters)",
-        "sum by (ring) (rate(coder_ring_codes_issued_total"
-        f'{{job="{WORKER_JOB}",extra!="{OTHER_EXTRAS}"}}[30s]))',
+        f'sum by (ring) (rate(coder_ring_codes_issued_total{{job="{WORKER_JOB}"}}[30s]))',
     ),
     Panel(
         "latency",
