@@ -213,6 +213,9 @@ class Fleet:
     def leave(self, _: str = "") -> None:
         worker = self.rng.choice(self.alive())
         self.leaving.add(worker.name)
+        # A graceful stop is one of a started worker: a SIGTERM before Celery installed
+        # its handlers (a join 0.4 s earlier) ends the process by the default action.
+        worker.wait_ready()
         worker.kill(signal.SIGTERM)  # a graceful stop; its exit code is checked at the end
         self.note(f"leave {worker.name} (SIGTERM)")
 
