@@ -28,7 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
-from coder_ring.celery.health import LOST, Bounded, DatabaseHealth
+from coder_ring.celery.health import LOST, Bounded, DatabaseHealth, LinkHealth
+from coder_ring.celery.registry_view import RegistryView
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
@@ -39,10 +40,10 @@ from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.client import redis_client
-from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.coordinator import Coordinator
 from coder_ring.registry.keys import lock_key
-from coder_ring.registry.lease import Lease, LeaseBook, lock_holders, new_member_id
-from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.registry.lease import Lease, LeaseBook, new_member_id
+from coder_ring.registry.membership import MemberInfo, Membership
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
 from coder_ring.settings import WorkerSettings
@@ -104,10 +105,14 @@ class WorkerRuntime:
         #: The lease thread's database calls, each waited for at most a third of the TTL.
         self.checks = Bounded()
         self.health = DatabaseHealth(
-            lambda: self.checks.run(self.service.migrate, ttl / 3),
+            lambda: self.checks.run(self.service.store.ping, ttl / 3),
             ttl,
             redact_url(settings.engine.database_url),
+            first_probe=lambda: self.checks.run(self.service.migrate, ttl / 3),
         )
+        #: Whether Redis answers in time: a round's calls take a sixth of the TTL at most
+        #: (a round then ends well within its period, whatever the number of rings).
+        self.link = LinkHealth(ttl / 6, ttl)
         #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -144,6 +149,9 @@ class WorkerRuntime:
             pools=lambda: served_pools(self.seats),
             status=self.service.status,
             healthy=lambda: self.healthy,
+        )
+        self.registry = RegistryView(
+            self.redis, self.namespace, self.membership, self.coordinator, self.metrics
         )
 
     # -- public -----------------------------------------------------------------------
@@ -195,8 +203,9 @@ class WorkerRuntime:
 
     @property
     def healthy(self) -> bool:
-        """False while the database cannot be reached: no ring is taken then."""
-        return self.health.healthy
+        """False while the database cannot be reached or Redis answers too slowly for the
+        lease rounds: no ring is taken then, and those held are let go."""
+        return self.health.healthy and self.link.healthy
 
     def store_failed(self) -> None:
         """A request met an unreachable database (the lease thread may give rings up)."""
@@ -248,31 +257,19 @@ class WorkerRuntime:
             except Exception:  # retried next round; renewals must go on meanwhile
                 log.exception("rings file reload failed")
         self._check_health()
-        assignment: dict[str, str] | None = None
-        live: set[str] = set()
-        try:
-            self.membership.heartbeat(self.info())
-            members = live_members(self.redis, self.namespace)
-            live = {member.id for member in members if member.healthy}
-            rings = {ring for member in members for ring in member.rings}
-            holders = lock_holders(self.redis, self.namespace, rings)
-            self.metrics.saw_holders(holders)  # tells a failover from a handoff
-            before = read_assignment(self.redis, self.namespace)
-            assignment = self.coordinator.round(members, holders, before) if self.healthy else None
-            if assignment is None:
-                assignment = before
-            elif assignment != before:
-                notices.publish(self.redis, self.namespace, notices.ASSIGNED)
-        except redis.RedisError as error:
-            log.warning("registry unreachable (%s); renewing what this worker holds", error)
-        self.locks.follow(
+        began = time.monotonic()  # the Redis part: how well the link answers
+        answered = self.registry.round(self.info(), self.healthy)
+        assignment = self.registry.assignment
+        tended = self.locks.follow(
             list(self.seats.values()),
             assignment,
-            live,
+            self.registry.live,
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        self.serving_log.round(self.seats.values(), assignment or {})
+        if self.link.round(time.monotonic() - began, answered or tended) is not None:
+            self.on_change()
+        self.serving_log.round(self.seats.values(), assignment)
         ttl = self.settings.lock_ttl
         budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
         if budget >= ttl / 10:  # else next round: too little time left is no failure
@@ -352,12 +349,12 @@ class WorkerRuntime:
         """Check the epochs of the rings served (or, serving none while healthy, that the
         database answers), waiting at most ``budget``: no answer is a failure."""
         active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
-        if not active and not self.healthy:
+        if not active and not self.health.healthy:
             return  # the health check probes on its own schedule
         started = time.monotonic()
         try:
             if not active:
-                self.checks.run(self.service.migrate, budget)
+                self.checks.run(self.service.store.ping, budget)
                 self.store_ok()
                 return
             store = self.service.store
