@@ -13,16 +13,13 @@ codes received is what the faults lost.
 :func:`check` asserts what the issue asks of every fault: no code reaches two requests,
 every request ends with codes or a clear error within its timeout, no ring goes without
 a code for more than 2x the TTL, every ring serves a request sent after the fault and
-after the heal within 2x the TTL plus the visibility timeout, and the codes lost stay
-within :attr:`Figures.lost_bound`.
-
-Long mode (``CODER_RING_PARTITIONS_LONG=1``, ``make faults-long``): every fault
-:data:`REPEATS` times, ``get_codes`` of :data:`COUNT` codes per request.
+after the heal within 2x the TTL plus the visibility timeout, the codes lost stay
+within :attr:`Figures.lost_bound`, and every call served took less than the README's
+floor for a caller's timeout (the visibility timeout plus 2x the TTL).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
@@ -51,11 +48,6 @@ from tests.partitions.test_partition import (
 )
 from tests.partitions.traffic import Outcome, Traffic, problems, ring_report
 
-LONG = os.environ.get("CODER_RING_PARTITIONS_LONG", "") not in ("", "0")
-#: How many times a test deals each of its faults (long mode: 3).
-REPEATS = 3 if LONG else 1
-#: Codes per request (long mode: ``get_codes`` of 10).
-COUNT = 10 if LONG else 1
 POOL_SIZE = int(RINGS["r1"]["pool_size"])
 WARM_SECONDS = 1.5
 #: Traffic goes on this long after a heal: the victim rejoins and may get rings back.
@@ -63,6 +55,8 @@ AFTER_HEAL = 2 * LOCK_TTL + 2.0
 SAMPLE = 0.1
 GAP_TARGET = 2 * LOCK_TTL
 SERVE_TARGET = 2 * LOCK_TTL + VISIBILITY
+#: The README's floor for a caller's ``.get()`` timeout: every call served must fit.
+CALLER_TIMEOUT_FLOOR = VISIBILITY + 2 * LOCK_TTL
 LOST_LINES = re.compile(r"lock (won|lost)|given up|dropped|cannot give|fenced|Fenced", re.I)
 
 
@@ -116,6 +110,7 @@ class Figures:
     dealt: list[Dealt]
     requests: list[Outcome]
     died: list[str]
+    count: int
     issued: int = 0
     moves: int = 0
 
@@ -134,7 +129,7 @@ class Figures:
         worker cut off may have drawn for a request it could not answer), and a
         request's draw for every request that failed (it may have drawn first)."""
         failed = sum(1 for o in self.requests if o.error is not None)
-        return (POOL_SIZE + COUNT) * self.moves + COUNT * failed
+        return (POOL_SIZE + self.count) * self.moves + self.count * failed
 
     def slowest_served(self) -> float:
         return max((o.ended - o.sent for o in self.requests if o.codes), default=0.0)
@@ -180,8 +175,9 @@ def deal(network: Network, workers: list[NetnsWorker], fault: Fault, service: Ri
     return dealt
 
 
-def run_faults(network: Network, tmp_path: Path, faults: list[Fault]) -> Figures:
-    """Three workers on three hosts under load; each fault dealt in turn (see module)."""
+def run_faults(network: Network, tmp_path: Path, faults: list[Fault], count: int = 1) -> Figures:
+    """Three workers on three hosts under load (``count`` codes a request: ``get_code``
+    for 1, else ``get_codes``); each fault dealt in turn (see the module)."""
     hosts = network.add_hosts(3)
     with veth_servers(network) as (redis_server, pg_server):
         env = worker_env(
@@ -204,7 +200,7 @@ def run_faults(network: Network, tmp_path: Path, faults: list[Fault]) -> Figures
                     group.add(worker)
                     workers.append(worker)
                 wait_for_spread(workers)
-                traffic = Traffic(app, list(RINGS), timeout=REQUEST_TIMEOUT, count=COUNT)
+                traffic = Traffic(app, list(RINGS), timeout=REQUEST_TIMEOUT, count=count)
                 traffic.start()
                 dealt = [deal(network, workers, fault, service) for fault in faults]
                 traffic.stop()
@@ -214,7 +210,7 @@ def run_faults(network: Network, tmp_path: Path, faults: list[Fault]) -> Figures
                 for worker in workers:
                     worker.wait(30)
                 logs = "".join(w.log_text(whole=True) for w in workers)
-            outcome = Figures(dealt, traffic.outcomes, died)
+            outcome = Figures(dealt, traffic.outcomes, died, count)
             outcome.moves = len(re.findall(r"lock won by", logs)) - len(RINGS)
             outcome.issued = sum(
                 extra.issued for ring in RINGS for extra in service.status(ring).extras
@@ -237,6 +233,21 @@ def run_faults(network: Network, tmp_path: Path, faults: list[Fault]) -> Figures
     return outcome
 
 
+def summary(one: Dealt, requests: list[Outcome]) -> str:
+    """One line of figures of ``one``: the longest gap of any ring, the longest time
+    to serve a request sent after the start and after the heal, the slowest call served."""
+    rows = one.rings.values()
+    after_start = max(r["served_after_fault_s"] or float("inf") for r in rows)
+    after_heal = max(r["served_after_heal_s"] or float("inf") for r in rows)
+    window = [o for o in requests if one.start - WARM_SECONDS <= o.sent <= one.until]
+    slowest = max((o.ended - o.sent for o in window if o.codes), default=0.0)
+    return (
+        f"SUMMARY {one.fault.name}: longest gap {max(r['longest_gap_s'] for r in rows):.2f} s, "
+        f"served again {after_start:.2f} s after the start and {after_heal:.2f} s after "
+        f"the heal, slowest call served {slowest:.2f} s"
+    )
+
+
 def report(outcome: Figures) -> None:
     errors = Counter(o.error for o in outcome.requests if o.error)
     for one in outcome.dealt:
@@ -255,6 +266,8 @@ def report(outcome: Figures) -> None:
             )
         print("logs from the start on:")
         print("\n".join(sorted(one.logs, key=lambda line: float(line.split()[0]))) or "  -")
+    for one in outcome.dealt:
+        print(summary(one, outcome.requests))
     print(
         f"\nrequests {len(outcome.requests)}, codes {outcome.received}, errors "
         f"{dict(errors) or 'none'}; lost {outcome.lost} (bound {outcome.lost_bound}: "
@@ -277,3 +290,5 @@ def check(outcome: Figures) -> None:
             for moment in ("served_after_fault_s", "served_after_heal_s"):
                 assert row[moment] is not None and row[moment] <= SERVE_TARGET, where
     assert 0 <= outcome.lost <= outcome.lost_bound, (outcome.lost, outcome.lost_bound)
+    slowest = outcome.slowest_served()
+    assert slowest <= CALLER_TIMEOUT_FLOOR, f"a call served after {slowest:.2f} s"

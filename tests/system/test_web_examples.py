@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from coder_ring import ALPHABET
-from examples.timeouts import REDELIVERY_MARGIN
+from examples.timeouts import timeout_for
 from tests.harness import BIN, REPO, ProcessGroup, free_port, wait_until, worker_env, write_rings
 from tests.harness.processes import ManagedProcess
 from tests.system.web_load import Load, run_wrk, wrk_path
@@ -88,8 +88,8 @@ def test_flask_under_gunicorn_and_fastapi_under_uvicorn(
         # its lock, then for one code through the example.
         wait_until(lambda: worker.holds(RING), 30, 0.05, f"the worker to hold {RING!r}")
         _first_code(flask_port)
-        # The examples wait longer than a redelivery (README): visibility + 2 s, and more.
-        timeout = visibility + REDELIVERY_MARGIN + 1.0
+        # Longer than the examples wait (README: the visibility timeout + 2 lock TTLs).
+        timeout = timeout_for(visibility, float(env["CODER_RING_LOCK_TTL"])) + 1.0
         flask = _load("flask", flask_port, tmp_path, timeout)
         uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}"]
         uvicorn += ["--no-access-log", "examples.fastapi_app:app"]
