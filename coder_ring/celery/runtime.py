@@ -9,7 +9,8 @@ event loop and of any task in flight. Each round it:
 2. checks the database's health (:mod:`coder_ring.celery.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
    (:mod:`coder_ring.registry.coordinator`), and reads the assignment;
-4. takes, renews, hands off or loses each ring's lock to follow the assignment;
+4. takes, renews, hands off or loses each ring's lock to follow the assignment, and
+   gives every ring up when Redis answers too slowly (:class:`~.health.LinkHealth`);
 5. checks that the epochs of the rings it serves are still its own (an operator's
    reset or rebuild reaches it here, or at once by a notice).
 
@@ -101,17 +102,16 @@ class WorkerRuntime:
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
-        #: Whether the database can be reached: no ring is taken while it cannot.
-        #: The lease thread's database calls, each waited for at most a third of the TTL.
-        self.checks = Bounded()
+        self.checks = Bounded()  # the lease thread's database calls, each bounded
+        #: Whether the database can be reached, and Redis answers in time (a round's calls
+        #: within a sixth of the TTL): no ring is taken while either is not so.
+        where, bounded = redact_url(settings.engine.database_url), self.checks.run
         self.health = DatabaseHealth(
-            lambda: self.checks.run(self.service.store.ping, ttl / 3),
+            lambda: bounded(self.service.store.ping, ttl / 3),
             ttl,
-            redact_url(settings.engine.database_url),
-            first_probe=lambda: self.checks.run(self.service.migrate, ttl / 3),
+            where,
+            first_probe=lambda: bounded(self.service.migrate, ttl / 3),
         )
-        #: Whether Redis answers in time: a round's calls take a sixth of the TTL at most
-        #: (a round then ends well within its period, whatever the number of rings).
         self.link = LinkHealth(ttl / 6, ttl)
         #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
@@ -259,17 +259,16 @@ class WorkerRuntime:
         self._check_health()
         began = time.monotonic()  # the Redis part: how well the link answers
         answered = self.registry.round(self.info(), self.healthy)
-        assignment = self.registry.assignment
         tended = self.locks.follow(
             list(self.seats.values()),
-            assignment,
+            self.registry.assignment,
             self.registry.live,
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        if self.link.round(time.monotonic() - began, answered or tended) is not None:
-            self.on_change()
-        self.serving_log.round(self.seats.values(), assignment)
+        if self.link.round(time.monotonic() - began, answered or tended) == LOST:
+            self._give_up("Redis answers too slowly")
+        self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl
         budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
         if budget >= ttl / 10:  # else next round: too little time left is no failure
@@ -337,13 +336,18 @@ class WorkerRuntime:
 
     def _check_health(self) -> None:
         if self.health.check() == LOST:
-            # Nothing can go back to a database out of reach: the locks are let go now
-            # (a ring moves within a round), the pools dropped.
-            for seat in self.locks.give_up(list(self.seats.values())):
-                log.warning("ring %s: given up (database unreachable); pool dropped", seat.ring)
-                self._transitions.submit(seat.ring, seat.server.deactivate, False)
-                notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
-            self.on_change()
+            self._give_up("database unreachable")
+
+    def _give_up(self, why: str) -> None:
+        """Release every lock in one call, drop the pools, tell the others in one trip."""
+        released = self.redis.pipeline(transaction=False)
+        for seat in self.locks.give_up(list(self.seats.values())):
+            log.warning("ring %s: given up (%s); pool dropped", seat.ring, why)
+            self._transitions.submit(seat.ring, seat.server.deactivate, False)
+            notices.publish(released, self.namespace, notices.RELEASED, seat.ring)
+        with contextlib.suppress(redis.RedisError):  # the others notice by themselves
+            released.execute()
+        self.on_change()
 
     def _check_epochs(self, budget: float) -> None:
         """Check the epochs of the rings served (or, serving none while healthy, that the

@@ -49,9 +49,20 @@ def test_a_heal_before_the_holder_noticed_its_cut(network: Network, tmp_path: Pa
     check(figures)
     for dealt in figures.dealt:
         for ring in dealt.hit:
-            # Whoever serves the ring now: the same holder and epoch (its lock held
-            # through the cut), or a new holder's claim, which fences the old one.
-            assert dealt.epochs_after[ring] >= dealt.epochs_before[ring], dealt
+            taken = [
+                line
+                for line in dealt.logs
+                if f"ring {ring}: lock won" in line and line.split()[2] != dealt.victim
+            ]
+            if dealt.fault is LONGER:
+                assert taken, f"{ring}: no other worker took it during a cut past the TTL"
+            if taken:
+                # The fence: the new holder claimed a new epoch, which refuses every
+                # later draw and give-back of the old one; and the old holder, healed,
+                # dropped its pool instead of serving it.
+                assert dealt.epochs_after[ring] > dealt.epochs_before[ring], dealt
+                dropped = f"{dealt.victim} WARNING ring {ring}: lock lost; pool dropped"
+                assert any(dropped in line for line in dealt.logs), dealt.logs
 
 
 @pytest.mark.timeout(TIMEOUT)
