@@ -309,7 +309,7 @@ class WorkerRuntime:
         self.on_change()
 
     def _lost(self, seat: RingSeat) -> None:
-        self._transitions.submit(seat.ring, seat.server.deactivate, True)
+        self._transitions.submit(seat.ring, seat.drop_claim, True)
         self.on_change()
 
     def _let_go(self, seat: RingSeat, give_back: bool) -> int:
@@ -343,7 +343,7 @@ class WorkerRuntime:
         released = self.redis.pipeline(transaction=False)
         for seat in self.locks.give_up(list(self.seats.values())):
             log.warning("ring %s: given up (%s); pool dropped", seat.ring, why)
-            self._transitions.submit(seat.ring, seat.server.deactivate, False)
+            self._transitions.submit(seat.ring, seat.drop_claim, False)
             notices.publish(released, self.namespace, notices.RELEASED, seat.ring)
         with contextlib.suppress(redis.RedisError):  # the others notice by themselves
             released.execute()
@@ -394,6 +394,5 @@ class WorkerRuntime:
         return self._transitions.submit(seat.ring, self._reclaim, seat)
 
     def _reclaim(self, seat: RingSeat) -> None:
-        with seat.serving:
-            seat.server.deactivate(give_back=True)
+        seat.drop_claim(give_back=True)
         self._activate(seat)

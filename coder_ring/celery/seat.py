@@ -75,8 +75,7 @@ class RingSeat:
         ``give_back``), then release the lock. Returns (codes given back, whether a held
         lock was released)."""
         try:
-            with self.serving:
-                returned = self.server.deactivate(give_back=give_back)
+            returned = self.drop_claim(give_back)
         finally:
             # Even when giving back failed (the pool is dropped first: its codes are lost,
             # never repeated): a seat left handing off would renew its lock for ever.
@@ -90,6 +89,13 @@ class RingSeat:
                         was_held = self.lease.release()
                 self.handing_off = False
         return returned, was_held
+
+    def drop_claim(self, give_back: bool) -> int:
+        """Drop the claim and the pools once the request in flight is done (giving the
+        codes back when ``give_back``); the lock stays as it is. A request cannot claim
+        again midway, which would leave its fresh claim's fill to be dropped."""
+        with self.serving:
+            return self.server.deactivate(give_back=give_back)
 
     def ensure_active(self) -> None:
         """Claim the ring in the database if this server has not yet (or was fenced)."""

@@ -19,7 +19,7 @@ form: the first member up would otherwise be assigned every ring, lock and claim
 all, then hand two thirds of them off a few at a time (at 1,000 rings on 3 workers that
 took 30 to 70 s, issue 19). So a young coordinator places nothing until membership has
 held still for ``formation`` seconds, and at most ``3 * formation`` seconds after it
-started; members take no unassigned ring meanwhile
+started (a leave does not restart the wait); members take no unassigned ring meanwhile
 (:class:`~coder_ring.celery.ring_locks.RingLocks`). An old coordinator never waits (a
 wiped Redis looks cold too, and its rings must be served again at once), nor does one
 with no more than ``max_moves`` rings (one batch of handoffs costs less than the wait).
@@ -76,7 +76,7 @@ class Coordinator:
         self._write = client.register_script(_WRITE)
         self.leading = False
         self._members: frozenset[str] = frozenset()
-        self._changed_at = time.monotonic()
+        self._changed_at = self._joined_at = time.monotonic()
 
     def round(
         self,
@@ -87,14 +87,18 @@ class Coordinator:
         """Run one round if this member is (or becomes) the coordinator; the assignment it
         wrote, or None when another member coordinates. ``stored``: the assignment as the
         caller just read it (else read here; at thousands of rings a read costs)."""
-        self.leading = self._lease.acquire_or_renew() is not None
-        if not self.leading:
-            return None
         healthy = [member for member in members if member.healthy]
         ids = frozenset(member.id for member in healthy)
         now = time.monotonic()
+        # Kept by every member, not only the leader: a member that takes over in a
+        # rolling restart knows whether the cluster is still forming.
+        if ids - self._members:
+            self._joined_at = now
         if ids != self._members:
             self._members, self._changed_at = ids, now
+        self.leading = self._lease.acquire_or_renew() is not None
+        if not self.leading:
+            return None
         if stored is None:
             stored = read_assignment(self.client, self.namespace)
         # Where a ring is meant to be, if that member lives; else where it is held.
@@ -137,8 +141,10 @@ class Coordinator:
         return placement.assignment
 
     def _forming(self, now: float) -> bool:
-        """Whether a cold start's first placement still waits for members to join."""
-        return now - self._changed_at < self.formation and now - self._born < 3 * self.formation
+        """Whether a cold start's first placement still waits for members to join. Only a
+        join restarts the wait: after a leave (the last old worker of a rolling restart)
+        the members that will serve are all here."""
+        return now - self._joined_at < self.formation and now - self._born < 3 * self.formation
 
     def _store(self, assignment: dict[str, str]) -> None:
         flat = [item for pair in sorted(assignment.items()) for item in pair]

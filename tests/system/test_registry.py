@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.keys import coordinator_key
 from coder_ring.registry.lease import LOCKS_PER_CALL, LeaseBook
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from tests.harness import wait_until
@@ -157,6 +158,24 @@ def test_a_cold_start_waits_for_the_members_to_join(client: redis.Redis) -> None
     # m2 dies: its rings go to m1 at once (not cold: m1 holds its own).
     failover = coordinator.round([info("m1"), info("m3")], placed)
     assert failover is not None and set(failover.values()) == {"m1", "m3"}
+
+
+def test_the_last_leave_of_a_rolling_restart_is_placed_at_once(client: redis.Redis) -> None:
+    """Red-team finding F1: a young member that takes over the coordinator when the
+    last old worker of a rolling restart leaves must not wait as at a cold start (the
+    rings went unplaced for another formation wait): only a join restarts the wait."""
+    old = "m2"
+    client.set(coordinator_key("reg"), old, px=60_000)  # the old worker coordinates
+    client.hset("coder_ring:reg:assignment", mapping=dict.fromkeys(RINGS, old))
+    coordinator = Coordinator(
+        client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10, formation=0.3
+    )
+    assert coordinator.round([info("m1"), info(old, RINGS)], {}) is None  # not leading
+    time.sleep(0.35)
+    assert coordinator.round([info("m1"), info(old, RINGS)], {}) is None
+    client.delete(coordinator_key("reg"))  # the old worker resigns and leaves
+    placed = coordinator.round([info("m1", RINGS)], {})
+    assert placed == dict.fromkeys(RINGS, "m1")
 
 
 def test_an_old_coordinator_places_a_wiped_registry_at_once(client: redis.Redis) -> None:

@@ -3,8 +3,10 @@ in submission order per ring, several rings at once, nothing taken after a shutd
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from concurrent.futures import Future
 
 import pytest
 
@@ -51,3 +53,40 @@ def test_rings_run_side_by_side_and_errors_stay_in_their_future() -> None:
     executor.shutdown(wait=True)
     with pytest.raises(RuntimeError):
         executor.submit("a", lambda: None)
+
+
+def test_a_submit_racing_shutdown_either_runs_or_is_refused() -> None:
+    # A notice (or a lost lock) during a worker's stop submits while the executor shuts
+    # down: the task must either be refused (RuntimeError) or run before shutdown(wait)
+    # returns. Never accepted and then dropped: a dropped handoff renews its lock for ever.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the two threads as often as possible
+    try:
+        for _ in range(300):
+            executor = OrderedTransitions(2)
+            accepted: list[Future[str]] = []
+            refused: list[RuntimeError] = []
+            go = threading.Barrier(2, timeout=5)
+
+            def submit_many(
+                executor: OrderedTransitions = executor,
+                accepted: list[Future[str]] = accepted,
+                refused: list[RuntimeError] = refused,
+                go: threading.Barrier = go,
+            ) -> None:
+                go.wait()
+                for index in range(20):
+                    try:
+                        accepted.append(executor.submit(f"r{index}", lambda: "ran"))
+                    except RuntimeError as error:
+                        refused.append(error)
+
+            submitter = threading.Thread(target=submit_many)
+            submitter.start()
+            go.wait()
+            executor.shutdown(wait=True)
+            submitter.join(5)
+            assert len(accepted) + len(refused) == 20
+            assert all(future.done() for future in accepted), "accepted, never run"
+    finally:
+        sys.setswitchinterval(switch)
