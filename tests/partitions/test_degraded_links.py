@@ -34,13 +34,15 @@ LONGER = Fault("partition just past the TTL", Network.cut, LOCK_TTL + 1.0)
 LATE = Fault(
     "requests to Redis 1.5 s late",
     lambda net, host: net.slow(host, 1500, target="redis", direction="out"),
-    12.0,
+    9.0,
 )
 
 
-@pytest.mark.timeout(TIMEOUT)
-def test_a_slow_lossy_link_of_a_holder(network: Network, tmp_path: Path) -> None:
-    check(run_faults(network, tmp_path, [SLOW]))
+@pytest.mark.timeout(TIMEOUT + 30)
+def test_a_slow_lossy_link_then_late_heartbeats(network: Network, tmp_path: Path) -> None:
+    # One cluster for both (a setup less in CI): each fault on the host holding the most
+    # rings once they are spread again.
+    check(run_faults(network, tmp_path, [SLOW, LATE]))
 
 
 @pytest.mark.timeout(TIMEOUT + 30)
@@ -63,8 +65,3 @@ def test_a_heal_before_the_holder_noticed_its_cut(network: Network, tmp_path: Pa
                 assert dealt.epochs_after[ring] > dealt.epochs_before[ring], dealt
                 dropped = f"{dealt.victim} WARNING ring {ring}: lock lost; pool dropped"
                 assert any(dropped in line for line in dealt.logs), dealt.logs
-
-
-@pytest.mark.timeout(TIMEOUT)
-def test_heartbeats_that_arrive_late(network: Network, tmp_path: Path) -> None:
-    check(run_faults(network, tmp_path, [LATE]))
