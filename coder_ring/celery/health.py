@@ -204,7 +204,7 @@ class LinkHealth:
         self.healthy = False
         log.error(
             "Redis calls of a lease round took %.2f s (limit %.2f s), %d rounds in a row: "
-            "handing every ring off until they are quick for %.0f s",
+            "giving every ring up until they are quick for %.0f s",
             seconds,
             self.limit,
             self._slow,
