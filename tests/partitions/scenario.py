@@ -15,7 +15,7 @@ every request ends with codes or a clear error within its timeout, no ring goes 
 a code for more than 2x the TTL, every ring serves a request sent after the fault and
 after the heal within 2x the TTL plus the visibility timeout, the codes lost stay
 within :attr:`Figures.lost_bound`, and every call served took less than the README's
-floor for a caller's timeout (the visibility timeout plus 2x the TTL).
+floor for a caller's timeout (the visibility timeout plus 2x the TTL plus 2 s).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ SAMPLE = 0.1
 GAP_TARGET = 2 * LOCK_TTL
 SERVE_TARGET = 2 * LOCK_TTL + VISIBILITY
 #: The README's floor for a caller's ``.get()`` timeout: every call served must fit.
-CALLER_TIMEOUT_FLOOR = VISIBILITY + 2 * LOCK_TTL
+CALLER_TIMEOUT_FLOOR = VISIBILITY + 2 * LOCK_TTL + 2.0
 LOST_LINES = re.compile(r"lock (won|lost)|given up|dropped|cannot give|fenced|Fenced", re.I)
 
 
