@@ -19,6 +19,8 @@ from typing import Any
 
 from coder_ring.config import RingConfig, load_rings
 from coder_ring.errors import ConfigError
+from coder_ring.redis_urls import is_sentinel, parse_sentinel_url
+from coder_ring.urls import redact_url
 
 DATABASE_URL_ENV = "CODER_RING_DATABASE_URL"
 CONFIG_PATH_ENV = "CODER_RING_CONFIG"
@@ -27,6 +29,9 @@ DEFAULT_CONFIG_PATH = "config/rings.toml"
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+SENTINEL_MASTER_ENV = "CODER_RING_SENTINEL_MASTER"
+#: Sentinel's name of a primary (``sentinel monitor NAME ...``): one word, no spaces.
+MASTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -99,6 +104,7 @@ WORKER_VARIABLES = (
     Variable("CODER_RING_BROKER_URL", "broker_url"),
     Variable("CODER_RING_RESULT_BACKEND", "result_backend", fallback="broker_url"),
     Variable("CODER_RING_REDIS_URL", "redis_url", fallback="broker_url"),
+    Variable(SENTINEL_MASTER_ENV, "sentinel_master"),
     Variable("CODER_RING_NAMESPACE", "namespace", NAMESPACE),
     Variable("CODER_RING_LOCK_TTL", "lock_ttl", SECONDS),
     Variable("CODER_RING_TASK_EXPIRES", "task_expires", SECONDS),
@@ -183,6 +189,12 @@ class WorkerSettings:
     metrics_port: int | None = None
     #: A worker logs a caller's refused request once per ring and kind per this many seconds.
     log_interval: float = 60.0
+    #: Sentinel's name of the primary, for every URL of the form ``sentinel://`` (one
+    #: Redis service behind one set of sentinels).
+    sentinel_master: str | None = None
+
+    def __post_init__(self) -> None:
+        check_redis_urls(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -194,3 +206,46 @@ class WorkerSettings:
         """The ``CODER_RING_*`` variables that make :meth:`from_env` return these settings
         (for a worker, beat or caller process started with them)."""
         return {**self.engine.to_env(), **write_variables(self, WORKER_VARIABLES)}
+
+
+#: The settings that hold a Redis URL, by the variable that sets each.
+REDIS_URL_VARIABLES = tuple(
+    variable
+    for variable in WORKER_VARIABLES
+    if variable.field in {"broker_url", "result_backend", "redis_url"}
+)
+
+
+def check_redis_urls(settings: WorkerSettings) -> None:
+    """Every ``sentinel://`` URL of ``settings`` well formed, with a primary's name to ask
+    its sentinels for, and no primary's name without such a URL (ConfigError naming the
+    variable, its value without the password, and the form allowed)."""
+    master = settings.sentinel_master
+    if master is not None and not MASTER_NAME_PATTERN.fullmatch(master):
+        raise ConfigError(
+            f"{SENTINEL_MASTER_ENV}={master!r} is invalid: expected the primary's name as "
+            "the sentinels know it (sentinel monitor NAME ...): 1 to 64 letters, digits, "
+            "'.', '_', ':' or '-'"
+        )
+    sentinel_urls = []
+    for variable in REDIS_URL_VARIABLES:
+        url: str = getattr(settings, variable.field)
+        if not is_sentinel(url):
+            continue
+        sentinel_urls.append(variable.name)
+        try:
+            parse_sentinel_url(url)
+        except ValueError as error:
+            raise ConfigError(f"{variable.name}={redact_url(url)!r} is invalid: {error}") from None
+    if sentinel_urls and master is None:
+        raise ConfigError(
+            f"{', '.join(sentinel_urls)} name sentinels (sentinel://) but "
+            f"{SENTINEL_MASTER_ENV} is not set: set it to the primary's name the sentinels "
+            "monitor (sentinel monitor NAME ...)"
+        )
+    if master is not None and not sentinel_urls:
+        raise ConfigError(
+            f"{SENTINEL_MASTER_ENV}={master!r} is set but no Redis URL names sentinels: use "
+            "sentinel://HOST:PORT;sentinel://HOST2:PORT URLs for CODER_RING_BROKER_URL, "
+            f"CODER_RING_RESULT_BACKEND or CODER_RING_REDIS_URL, or unset {SENTINEL_MASTER_ENV}"
+        )

@@ -14,6 +14,8 @@ _CREDENTIALS = re.compile(
 )
 # A password passed as a query parameter (libpq and redis-py both read ``?password=``).
 _QUERY_SECRET = re.compile(r"([?&;](?:password|passwd|pwd)=)[^&#;]*", re.IGNORECASE)
+# Between two URLs of a list (kombu's and Celery's ``sentinel://h1;sentinel://h2``).
+_NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.\-]*://)")
 
 
 def redact_url(url: object) -> str:
@@ -22,7 +24,11 @@ def redact_url(url: object) -> str:
 
     Works on malformed URLs too (``postgresql//user:pw@host``, a bad port): when the
     text does not parse, anything between the user's ``:`` and the last ``@`` is masked.
+    A list of URLs separated by ``;`` (Sentinel's) is redacted URL by URL.
     """
+    urls = _NEXT_URL.split(str(url))
+    if len(urls) > 1:
+        return ";".join(redact_url(one) for one in urls)
     text = _QUERY_SECRET.sub(rf"\g<1>{MASK}", str(url))
     try:
         parts = urlsplit(text)

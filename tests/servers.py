@@ -19,7 +19,8 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine, text
 
-from coder_ring.celery.demo.local_redis import LocalRedis, free_port
+from coder_ring.celery.demo.local_redis import LocalRedis
+from tests.harness.config import private_port
 
 PG_USER = "postgres"  # PostgreSQL refuses to run as root; tests run its tools as this user
 
@@ -39,6 +40,9 @@ class PrivateRedis(LocalRedis):
     """A redis-server of our own (no persistence) that a test can crash and restart:
     :meth:`stop` kills it, :meth:`start` runs it again on the same port, empty."""
 
+    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+        super().__init__(binary, port or private_port())
+
     def stop(self) -> None:
         """Kill the server, like a crash (it keeps nothing on disk)."""
         self.process.destroy()
@@ -56,7 +60,7 @@ class PrivatePostgres:
     """
 
     def __init__(self, settings: Mapping[str, str] | None = None) -> None:
-        self.port = free_port()
+        self.port = private_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="coder_ring_test_pg_"))
         self.datadir = self.workdir / "data"
         if os.geteuid() == 0:

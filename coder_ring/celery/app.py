@@ -11,15 +11,16 @@ deployment's module ``workers/app.py``; callers get its tasks from
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from celery import Celery
 
 from coder_ring.celery.caller_errors import CallerErrorLog
-from coder_ring.celery.names import misc_queue
+from coder_ring.celery.names import control_exchange, event_exchange, misc_queue
 from coder_ring.celery.ring_tasks import RingTasks, register
 from coder_ring.config import RingConfig, RingsFile
+from coder_ring.redis_urls import is_sentinel
 from coder_ring.registry.caller_view import CallerView
 from coder_ring.settings import WorkerSettings
 
@@ -29,6 +30,26 @@ if TYPE_CHECKING:
 #: The consumer bootstep of a ring worker, named rather than imported: it imports this
 #: module (it checks the app it runs in), and Celery loads steps by name anyway.
 OWNERSHIP_STEP = "coder_ring.celery.ownership:RingOwnership"
+#: Seconds the result backend waits on a sentinel's reply or a connection to it.
+RESULT_TIMEOUT = 5.0
+
+
+def sentinel_options(
+    settings: WorkerSettings, url: str, timeout: float | None = None
+) -> dict[str, Any]:
+    """The transport options kombu's and Celery's Sentinel support read, when ``url``
+    names sentinels: the primary's name, and (``timeout``) how long a sentinel's reply
+    may take -- Celery's result backend would otherwise wait on one for ever (it passes
+    no socket timeout to the sentinels; kombu passes the broker's own)."""
+    if not is_sentinel(url):
+        return {}
+    options: dict[str, Any] = {"master_name": settings.sentinel_master}
+    if timeout is not None:
+        options["sentinel_kwargs"] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        }
+    return options
 
 
 class CoderRingApp(Celery):  # type: ignore[misc]
@@ -49,6 +70,8 @@ class CoderRingApp(Celery):  # type: ignore[misc]
             result_backend=settings.result_backend,
             broker_connection_retry_on_startup=True,
             task_default_queue=misc_queue(settings.namespace),
+            control_exchange=control_exchange(settings.namespace),
+            event_exchange=event_exchange(settings.namespace),
             task_serializer="json",
             result_serializer="json",
             accept_content=["json"],
@@ -56,6 +79,10 @@ class CoderRingApp(Celery):  # type: ignore[misc]
             # back to the queue and is served by the next holder (never twice).
             task_acks_late=True,
             task_reject_on_worker_lost=True,
+            # Celery 6's default, and without it Celery warns of the change (9 lines) at
+            # every loss of the broker. A solo worker runs no task while its consumer
+            # reconnects, so there is nothing to cancel.
+            worker_cancel_long_running_tasks_on_connection_loss=True,
             worker_prefetch_multiplier=1,
             worker_concurrency=1,
             worker_pool="solo",
@@ -75,8 +102,12 @@ class CoderRingApp(Celery):  # type: ignore[misc]
                 # many rings this halves its cost (measured: p50 -40%, burst +50% at
                 # 1,000 rings).
                 "priority_steps": [0],
+                **sentinel_options(settings, settings.broker_url),
             },
-            result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+            result_backend_transport_options={
+                "retry_policy": {"timeout": RESULT_TIMEOUT},
+                **sentinel_options(settings, settings.result_backend, RESULT_TIMEOUT),
+            },
             beat_scheduler="coder_ring.celery.beat:RingRefillScheduler",
         )
         self.user_options["worker"].add(
@@ -101,7 +132,7 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         """This process's cached view of the live workers."""
         with self._registry_mutex:
             if self._registry is None:
-                self._registry = CallerView(self.settings.redis_url, self.settings.namespace)
+                self._registry = CallerView(self.settings)
             return self._registry
 
     def close(self) -> None:

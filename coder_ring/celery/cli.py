@@ -99,7 +99,7 @@ def workers_command(ctx: click.Context, as_json: bool) -> None:
     """List the live ring workers of this namespace: the rings each may serve and holds,
     its heartbeat age, and whether it reaches its database."""
     settings = app_context(ctx).worker_settings()
-    rows = roster(settings.redis_url, settings.namespace)
+    rows = roster(settings)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=list))
         return

@@ -15,7 +15,7 @@ import redis
 from coder_ring.cli_support import AppContext, CliError
 from coder_ring.errors import CoderRingError, Unreachable
 from coder_ring.registry import notices
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import holder_name, lock_holders
 from coder_ring.registry.membership import live_members
@@ -101,7 +101,7 @@ class CeleryLayer:
 
     def served(self, app: AppContext, statuses: Sequence[RingStatus]) -> list[RingStatus]:
         settings = app.worker_settings()
-        client = redis_client(settings.redis_url, 2.0)
+        client = registry_client(settings, 2.0)
         try:
             members = {member.id: member for member in live_members(client, settings.namespace)}
             tokens = lock_holders(client, settings.namespace, [s.ring for s in statuses])
@@ -148,7 +148,7 @@ class CeleryLayer:
 
     def changed(self, app: AppContext, ring: str, record: RingRecord) -> str:
         settings = app.worker_settings()
-        client = redis_client(settings.redis_url, 2.0)
+        client = registry_client(settings, 2.0)
         store = app.store()
         try:
             notices.publish(client, settings.namespace, notices.CHANGED, ring)

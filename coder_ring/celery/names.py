@@ -24,3 +24,17 @@ def misc_queue(namespace: str) -> str:
     """Tasks that belong to no ring (the no-op); every worker consumes it. Ring queues
     all have one more dot-separated part, so no ring's queue can be named like it."""
     return f"coder_ring.{namespace}"
+
+
+def control_exchange(namespace: str) -> str:
+    """Celery's remote control (``inspect``, ``control``, flower) for the namespace's
+    workers only: pidbox queues ``<worker>.coder_ring.<namespace>.celery.pidbox``, never
+    a ring's (two dots more than a ring queue). A Redis user limited to the namespace's
+    keys and channels reaches them (README, Redis ACL)."""
+    return f"coder_ring.{namespace}.celery"
+
+
+def event_exchange(namespace: str) -> str:
+    """Celery's events (worker heartbeats, task events for flower) of the namespace's
+    workers only, like :func:`control_exchange`."""
+    return f"coder_ring.{namespace}.celery.events"

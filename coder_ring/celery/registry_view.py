@@ -9,8 +9,6 @@ they were assigned to, and back again a round later.
 
 from __future__ import annotations
 
-import logging
-
 import redis
 
 from coder_ring.metrics.worker import WorkerMetrics
@@ -18,8 +16,10 @@ from coder_ring.registry import notices
 from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.lease import lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.registry.reachability import Reachability
 
-log = logging.getLogger("coder_ring.worker")
+#: Rings on their way between members at once, at most (a join converges in a few batches).
+MAX_MOVES_PER_ROUND = 10
 
 
 class RegistryView:
@@ -29,15 +29,27 @@ class RegistryView:
         self,
         client: redis.Redis,
         namespace: str,
-        membership: Membership,
-        coordinator: Coordinator,
+        member_id: str,
+        ttl: float,
+        *,
         metrics: WorkerMetrics,
+        reach: Reachability,
     ) -> None:
         self.client = client
         self.namespace = namespace
-        self.membership = membership
-        self.coordinator = coordinator
+        self.membership = Membership(client, namespace, ttl)
+        self.coordinator = Coordinator(
+            client,
+            namespace,
+            member_id,
+            ttl,
+            rebalance_after=ttl,
+            max_moves=MAX_MOVES_PER_ROUND,
+            # Two or three lease rounds: enough for members started together to register.
+            formation=ttl / 2,
+        )
         self.metrics = metrics
+        self.reach = reach
         #: The assignment (ring -> member id) and the healthy live members, as last read.
         self.assignment: dict[str, str] = {}
         self.live: set[str] = set()
@@ -62,6 +74,7 @@ class RegistryView:
             elif assignment != before:
                 notices.publish(self.client, self.namespace, notices.ASSIGNED)
             self.assignment, self.live = assignment, live
+            self.reach.reached()
         except redis.RedisError as error:
-            log.warning("registry unreachable (%s); following its last assignment", error)
+            self.reach.failed(error)  # one line per outage; the last assignment is followed
         return answered

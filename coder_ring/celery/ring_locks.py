@@ -155,7 +155,8 @@ class RingLocks:
             # pool; asked again next round. Once the time ran out, it is lost (below).
             if not (plan.held and plan.lapsed) or plan.handing_off:
                 return
-            log.warning("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
+            # INFO: the worker said "Redis unreachable" once, and "lock lost" follows.
+            log.info("ring %s: lock unreachable (%s); stop serving", seat.ring, error)
         if plan.handing_off:
             seat.valid_until = until or 0.0  # kept until the pool is home
             return

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
 from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
@@ -35,6 +36,7 @@ from coder_ring.celery.seat import NotServedHere
 from coder_ring.errors import (
     BrokerUnreachable,
     CoderRingError,
+    ConfigError,
     InvalidInput,
     RequestExpired,
     StoreUnavailable,
@@ -111,9 +113,14 @@ class RingTask(Task):  # type: ignore[misc]
         try:
             return super().apply_async(args, kwargs, **options)
         except OperationalError as error:
+            where = redact_url(app.conf.broker_url)
+            if refused(error):
+                raise ConfigError(
+                    f"the broker {where} refused its user (nothing was sent): {error}; give "
+                    "the user the namespace's ACL rules (README, Redis ACL)"
+                ) from error
             raise BrokerUnreachable(
-                f"cannot reach the broker {redact_url(app.conf.broker_url)} "
-                f"(nothing was sent): {error}"
+                f"cannot reach the broker {where} (nothing was sent): {error}"
             ) from error
         except RuntimeError as error:
             # The Redis result backend subscribes before the message is published; when
@@ -258,3 +265,14 @@ def register(app: CoderRingApp) -> RingTasks:
         """Does nothing: the benchmark's floor for a round trip through this app."""
 
     return RingTasks(get_code, get_codes, reset, status, refill, noop)
+
+
+def refused(error: BaseException) -> bool:
+    """Whether Redis refused ``error``'s call for want of a permission (ACL): the user's
+    rules must change, trying again will not help."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, redis.exceptions.NoPermissionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -40,11 +40,11 @@ from coder_ring.config import RingsFile
 from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
-from coder_ring.registry.client import redis_client
-from coder_ring.registry.coordinator import Coordinator
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import Lease, LeaseBook, new_member_id
-from coder_ring.registry.membership import MemberInfo, Membership
+from coder_ring.registry.membership import MemberInfo
+from coder_ring.registry.reachability import Reachability
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
 from coder_ring.settings import WorkerSettings
@@ -52,8 +52,6 @@ from coder_ring.urls import redact_url
 
 log = logging.getLogger("coder_ring.worker")
 
-#: Rings on their way between members at once, at most (a join converges in a few batches).
-MAX_MOVES_PER_ROUND = 10
 #: Rings let go at once when the worker stops (each one transaction and two Redis calls).
 LET_GO_THREADS = 4
 #: Rings whose activation or handoff runs at once (each mostly waits on the database).
@@ -85,20 +83,10 @@ class WorkerRuntime:
         ttl = settings.lock_ttl
         # A round makes at most two calls to an unreachable Redis (the first failure ends
         # the registry's part, then one tend): a third of the TTL between them.
-        self.redis = redis_client(settings.redis_url, ttl / 6)
+        self.redis = registry_client(settings, ttl / 6)
+        self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
-        self.membership = Membership(self.redis, self.namespace, ttl)
-        self.coordinator = Coordinator(
-            self.redis,
-            self.namespace,
-            self.member_id,
-            ttl,
-            rebalance_after=ttl,
-            max_moves=MAX_MOVES_PER_ROUND,
-            # Two or three lease rounds: enough for members started together to register.
-            formation=ttl / 2,
-        )
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
@@ -126,7 +114,7 @@ class WorkerRuntime:
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
         self._transitions = OrderedTransitions(TRANSITION_THREADS)
         self._listener = notices.NoticeListener(
-            redis_client(settings.redis_url, connect_timeout=ttl / 4),
+            registry_client(settings, connect_timeout=ttl / 4),
             self.namespace,
             self._on_notice,
         )
@@ -151,8 +139,9 @@ class WorkerRuntime:
             healthy=lambda: self.healthy,
         )
         self.registry = RegistryView(
-            self.redis, self.namespace, self.membership, self.coordinator, self.metrics
+            self.redis, self.namespace, self.member_id, ttl, metrics=self.metrics, reach=self.reach
         )
+        self.membership, self.coordinator = self.registry.membership, self.registry.coordinator
 
     # -- public -----------------------------------------------------------------------
 
@@ -244,9 +233,9 @@ class WorkerRuntime:
                         self._round()
             except Exception:  # a bug here must not stop renewals for good
                 log.exception("lease round failed")
-            # A round that waited on a dead Redis or database leaves less: locks are
-            # tended at most a period plus one round apart (under 0.9 TTL).
-            self._wake.wait(max(0.0, began + period - time.monotonic()))
+            # Locks are tended at most a period plus one round apart (under 0.9 TTL).
+            tending = any(seat.has_lock() for seat in self.seats.values())
+            self._wake.wait(self.reach.pace(began + period - time.monotonic(), tending))
             self._wake.clear()
 
     def _round(self) -> None:
@@ -325,11 +314,10 @@ class WorkerRuntime:
         try:
             seat.ensure_active()
             self.store_ok()
-        except StoreUnavailable as error:
-            self.store_failed()
-            log.error("ring %s: cannot claim (%s)", seat.ring, error)
         except CoderRingError as error:
-            # Requests get this error (RingMismatch...) until it is fixed.
+            # Requests get this error (RingMismatch, StoreUnavailable...) until it is fixed.
+            if isinstance(error, StoreUnavailable):
+                self.store_failed()
             log.error("ring %s: cannot claim (%s)", seat.ring, error)
 
     # -- health, epochs, rings file ---------------------------------------------------

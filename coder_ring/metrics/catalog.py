@@ -155,6 +155,14 @@ CATALOG: tuple[MetricDef, ...] = (
         WORKER,
     ),
     MetricDef(
+        "coder_ring_received_codes",
+        "gauge",
+        _EXTRA,
+        "Codes callers received with the extra (or a lost pool took): drawn minus this "
+        "worker's pool, the received column of coder-ring status (extras it pools now).",
+        WORKER,
+    ),
+    MetricDef(
         "coder_ring_codes_issued",
         "counter",
         _EXTRA,
@@ -315,6 +323,7 @@ class Families:
             self.add("coder_ring_drawn_codes", labels, extra.issued)
             if extra.pooled is not None and "coder_ring_pooled_codes" in self._families:
                 self.add("coder_ring_pooled_codes", labels, extra.pooled)
+                self.add("coder_ring_received_codes", labels, extra.received or 0)
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._families.values())
@@ -349,6 +358,7 @@ class MetricsServer:
     def url(self) -> str:
         """Where a scrape reads."""
         host = "127.0.0.1" if self.address in {"0.0.0.0", "::", ""} else self.address
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return f"http://{host}:{self.port}/metrics"
 
     def stop(self) -> None:

@@ -31,7 +31,7 @@ from coder_ring.metrics.catalog import (
     Families,
     MetricsServer,
 )
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.lease import holder_name, lock_holders
 from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
@@ -57,7 +57,7 @@ class DatabaseCollector:
         self.lock_ttl = settings.lock_ttl
         self.service = service
         self.extras_shown = extras_shown
-        self.redis = redis_client(settings.redis_url, 2.0)
+        self.redis = registry_client(settings, 2.0)
         self._mutex = threading.Lock()
         self._rings_file = RingsFile(settings.engine.config_path)
         self._rings_file.mark()  # the service was built from it just now
@@ -145,7 +145,15 @@ class DatabaseCollector:
     show_default=True,
     help="TCP port of the metrics page.",
 )
-@click.option("--address", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    "--address",
+    "host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on: 127.0.0.1 serves this machine only; 0.0.0.0 every "
+    "interface (in a container, for a Prometheus in another one).",
+)
 @click.option(
     "--extras",
     "extras_shown",
@@ -156,9 +164,9 @@ class DatabaseCollector:
 )
 @click.option("--once", is_flag=True, help="Print one scrape on stdout and exit.")
 @click.pass_context
-def metrics(ctx: click.Context, port: int, address: str, extras_shown: int, once: bool) -> None:
+def metrics(ctx: click.Context, port: int, host: str, extras_shown: int, once: bool) -> None:
     """Serve every configured ring's metrics, held or not, for Prometheus at
-    http://ADDRESS:PORT/metrics: fullness of each extra's cycle, holder, lock age, time
+    http://HOST:PORT/metrics: fullness of each extra's cycle, holder, lock age, time
     without a holder, live workers. Each scrape reads the database and Redis; pools,
     codes issued, errors, failovers and latency come from the workers
     (CODER_RING_METRICS_PORT). Stops on SIGTERM or Ctrl-C."""
@@ -171,12 +179,15 @@ def metrics(ctx: click.Context, port: int, address: str, extras_shown: int, once
         if once:
             click.echo(generate_latest(registry).decode(), nl=False)
             return
-        server = MetricsServer(registry, port, address)
+        server = MetricsServer(registry, port, host)
         try:
             server.start()
         except OSError as error:
             why = error.strerror or error
-            raise CliError(f"cannot listen on {address}:{port}: {why}") from None
+            raise CliError(
+                f"cannot listen on --host {host!r} --port {port}: {why} (the host must be an "
+                "address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+            ) from None
         click.echo(
             f"serving the ring metrics of namespace {settings.namespace} on {server.url}", err=True
         )

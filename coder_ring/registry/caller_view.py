@@ -15,20 +15,21 @@ import time
 import redis
 
 from coder_ring.errors import NoWorker
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.membership import MemberInfo, live_members
+from coder_ring.settings import WorkerSettings
 
 #: Seconds a caller trusts its view of the live workers.
 MAX_AGE = 1.0
 
 
 class CallerView:
-    """Cached live members of one namespace, as seen by a caller."""
+    """Cached live members of the settings' namespace, as seen by a caller."""
 
-    def __init__(self, redis_url: str, namespace: str, max_age: float = MAX_AGE) -> None:
-        self.namespace = namespace
+    def __init__(self, settings: WorkerSettings, max_age: float = MAX_AGE) -> None:
+        self.namespace = settings.namespace
         self.max_age = max_age
-        self._client = redis_client(redis_url, 1.0)
+        self._client = registry_client(settings, 1.0)
         self._mutex = threading.Lock()
         self._members: list[MemberInfo] | None = None
         self._read_at = -float("inf")

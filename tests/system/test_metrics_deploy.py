@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from coder_ring.metrics.catalog import CATALOG
+from coder_ring.metrics.catalog import CATALOG, METRICS
 from tests.harness.shared import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +77,29 @@ def test_alert_rules_and_dashboard_name_only_metrics_that_exist() -> None:
     assert "0.95" in alerts["CoderRingCycleUsed95"]["expr"]
     assert "0.80" in alerts["CoderRingCycleUsed80"]["expr"]
     assert "2 * scalar" in alerts["CoderRingWithoutHolder"]["expr"]
+
+
+def test_the_fullness_alerts_use_the_figure_the_readme_explains() -> None:
+    """The README explains percent_used (the share drawn, codes pooled ahead included,
+    beside received): the fullness alerts, their texts and the README's table of alerts
+    name that figure, and received is in the metrics too."""
+    readme = (ROOT / "README.md").read_text()
+    model = readme.split("### The status model", 1)[1].split("\n## ", 1)[0]
+    assert "`percent_used` is the rest of the cycle: the share drawn" in model
+    assert "what the fullness alerts and the dashboard use" in model
+    assert "coder_ring_cycle_used_ratio" in METRICS and "received" in model
+    assert "percent used" in METRICS["coder_ring_cycle_used_ratio"].help
+    assert "received column" in METRICS["coder_ring_received_codes"].help
+    table = readme.split("| alert | fires when |", 1)[1]
+    for rule in RULES:
+        if not rule["alert"].startswith("CoderRingCycleUsed"):
+            continue
+        assert metric_names(rule["expr"]) == {"coder_ring_cycle_used_ratio"}, rule["expr"]
+        row = next(line for line in table.splitlines() if f"`{rule['alert']}`" in line)
+        assert "`percent_used`" in row, row
+    [used80] = [rule for rule in RULES if rule["alert"] == "CoderRingCycleUsed80"]
+    description = used80["annotations"]["description"]
+    assert "percent_used" in description and "pooled ahead" in description, description
 
 
 def test_the_name_check_catches_a_metric_that_is_gone() -> None:

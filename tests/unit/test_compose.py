@@ -136,3 +136,49 @@ def test_image_installs_the_package_and_ships_the_rings_file() -> None:
     config = SERVICES["worker"]["environment"]["CODER_RING_CONFIG"]
     assert config == "/app/config/rings.toml"
     assert (ROOT / "config" / "rings.toml").exists()
+
+
+def test_the_rings_file_is_mounted_from_the_checkout_for_hot_reload() -> None:
+    """A rings file built into the image needed a rebuild for every edit."""
+    app_services = [name for name, service in SERVICES.items() if service.get("build")]
+    assert set(app_services) >= {*APP_SERVICES, "metrics"}
+    for name in app_services:
+        config = SERVICES[name]["environment"]["CODER_RING_CONFIG"]
+        mounts = {
+            volume.split(":")[1]: volume.split(":")[0] for volume in SERVICES[name]["volumes"]
+        }
+        # The directory: a file mount would keep the old file after a rename over it.
+        assert mounts.get("/app/config") == "./config", (name, mounts)
+        assert Path(config).parent == Path("/app/config"), (name, config)
+        assert (ROOT / "config" / Path(config).name).is_file()
+
+
+def test_the_metrics_command_listens_on_its_containers_interfaces_unpublished() -> None:
+    """`coder-ring metrics` binds 127.0.0.1 by default: Prometheus, in another
+    container, reaches it only when compose says --host 0.0.0.0."""
+    metrics = SERVICES["metrics"]
+    command = metrics["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert "ports" not in metrics
+
+
+PORTS_OVERRIDE = ROOT / "docker-compose.ports.yml"
+#: Server -> its port in the container.
+PUBLISHED = {"redis": 6379, "postgres": 5432}
+
+
+def test_the_opt_in_override_publishes_redis_and_postgres_on_loopback_only() -> None:
+    override = yaml.safe_load(PORTS_OVERRIDE.read_text())
+    assert set(override) == {"services"}
+    assert set(override["services"]) == set(PUBLISHED)
+    for name, inside in PUBLISHED.items():
+        service = override["services"][name]
+        assert set(service) == {"ports"}, f"{name}: the override only publishes ports"
+        assert "ports" not in SERVICES[name], f"{name} is published without the override"
+        [port] = service["ports"]
+        # host address : host port (an interpolation with a default) : container port
+        match = re.fullmatch(r"127\.0\.0\.1:\$\{([A-Z_]+):-(\d+)\}:(\d+)", port)
+        assert match, f"{name}'s port {port!r} is not bound to 127.0.0.1"
+        assert (int(match[2]), int(match[3])) == (inside, inside), port
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose -f docker-compose.yml -f docker-compose.ports.yml up" in readme

