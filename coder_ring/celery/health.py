@@ -155,13 +155,15 @@ class LinkHealth:
     call, yet a round of half a dozen calls then outlasts its period: the locks lapse
     between renewals, and the rings stop and start again on this worker, a pool lost
     each time. So when the Redis calls of a round answered but took more than ``limit``
-    in all, twice in a row, the worker becomes unhealthy: it gives its rings up at once
-    (a handoff would give the pools back over the slow link, seconds while nobody serves;
-    the pools are dropped, their codes never repeated), and takes none until its rounds
-    have been quick for ``hold`` seconds. ``hold`` starts at ``grace`` and doubles (up to
-    :data:`MAX_BACKOFF`) when the link degrades again within four holds of recovering. A
-    round where Redis did not answer at all (a cut) counts neither way: the locks lapse
-    by themselves, and a single lost reply is no reason to move every ring.
+    in all, twice in a row (or more than twice ``limit`` once: the round's whole period,
+    the lease schedule is broken already), the worker becomes unhealthy: it gives its
+    rings up at once (a handoff would give the pools back over the slow link, seconds
+    while nobody serves; the pools are dropped, their codes never repeated), and takes
+    none until its rounds have been quick for ``hold`` seconds. ``hold`` starts at
+    ``grace`` and doubles (up to :data:`MAX_BACKOFF`) when the link degrades again within
+    four holds of recovering. A round where Redis did not answer at all (a cut) counts
+    neither way: the locks lapse by themselves, and a single lost reply is no reason to
+    move every ring.
     """
 
     #: Slow rounds in a row that make the link degraded.
@@ -195,7 +197,8 @@ class LinkHealth:
             return None
         self._slow += 1
         self._quick_since = None
-        if not self.healthy or self._slow < self.SLOW_ROUNDS:
+        very_slow = seconds > 2 * self.limit
+        if not self.healthy or (self._slow < self.SLOW_ROUNDS and not very_slow):
             return None
         recovered_for = now - self._back_at
         self._hold = (

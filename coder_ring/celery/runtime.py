@@ -327,7 +327,10 @@ class WorkerRuntime:
             self._give_up("database unreachable")
 
     def _give_up(self, why: str) -> None:
-        """Release every lock in one call, drop the pools, tell the others in one trip."""
+        """Say so in the membership, release every lock in one call, drop the pools, tell
+        the others in one trip (the coordinator moves the rings on their notice)."""
+        with contextlib.suppress(redis.RedisError):
+            self.membership.heartbeat(self.info())
         released = self.redis.pipeline(transaction=False)
         for seat in self.locks.give_up(list(self.seats.values())):
             log.warning("ring %s: given up (%s); pool dropped", seat.ring, why)

@@ -53,21 +53,23 @@ def test_registry_clients_never_retry() -> None:
 
 def test_a_link_is_degraded_by_two_slow_rounds_in_a_row_and_well_after_its_hold() -> None:
     link = LinkHealth(limit=0.1, grace=0.2)
-    assert link.round(0.5, answered=True) is None  # one slow round: a blip
+    assert link.round(0.15, answered=True) is None  # one slow round: a blip
     assert link.round(0.01, answered=True) is None
-    assert link.round(0.5, answered=True) is None
-    assert link.round(0.5, answered=False) is None  # nothing answered (a cut): no count
+    assert link.round(0.15, answered=True) is None
+    assert link.round(0.15, answered=False) is None  # nothing answered (a cut): no count
     assert link.healthy
-    assert link.round(0.5, answered=True) == "lost"  # the second slow round in a row
+    assert link.round(0.15, answered=True) == "lost"  # the second slow round in a row
     assert not link.healthy
     assert link.round(0.01, answered=True) is None  # quick, but not for the hold yet
     time.sleep(0.25)
     assert link.round(0.01, answered=True) == "back"
     # Degraded again soon after: the hold doubles.
-    link.round(0.5, answered=True)
-    assert link.round(0.5, answered=True) == "lost"
+    link.round(0.15, answered=True)
+    assert link.round(0.15, answered=True) == "lost"
     link.round(0.01, answered=True)
     time.sleep(0.25)
     assert link.round(0.01, answered=True) is None, "the hold did not double"
     time.sleep(0.2)
     assert link.round(0.01, answered=True) == "back"
+    # One round that took its whole period (twice the limit): degraded at once.
+    assert LinkHealth(limit=0.1, grace=0.2).round(0.25, answered=True) == "lost"
