@@ -206,11 +206,10 @@ class LinkHealth:
         )
         self.healthy = False
         log.error(
-            "Redis calls of a lease round took %.2f s (limit %.2f s), %d rounds in a row: "
+            "Redis calls of a lease round took %.2f s (limit %.2f s, twice that once): "
             "giving every ring up until they are quick for %.0f s",
             seconds,
             self.limit,
-            self._slow,
             self._hold,
         )
         return LOST
