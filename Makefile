@@ -32,8 +32,11 @@ format: venv
 
 # The Hypothesis profile of each tier (tests/harness/tiers.py): every property at its
 # full example budget in `make test`, a fifth of it in `make test-fast`.
+# Two pytest processes (pytest-xdist): the suite mostly waits on worker processes and
+# servers. Each takes the next Redis database (tests/harness/shared.py); the tests timed
+# under faults run one after another on one of them (tests/conftest.py).
 test: lint  ## what CI runs: lint, then the whole suite against real servers
-	CODER_RING_TEST_PROFILE=full $(BIN)/python -m pytest
+	CODER_RING_TEST_PROFILE=full $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: venv  ## unit and contract tests: no worker process, about half a minute
 	CODER_RING_TEST_PROFILE=fast $(BIN)/python -m pytest tests/unit tests/contract -m "not slow"

@@ -30,6 +30,7 @@ from bench.calls import (
 )
 from bench.figures import KINDS  # the kinds compared, in each round's order
 from bench.load import run_load
+from bench.web import run_web
 from bench.worker import READY_TIMEOUT, BenchWorker, Workers
 from coder_ring.celery.names import TASK_GET_CODE, ring_queue
 from coder_ring.config import RingConfig
@@ -59,13 +60,15 @@ class CeleryParams:
     load_rounds: int = 8
     events_calls: int = 1000  # sequential round trips per kind with task events on
     drain_per_ring: int = 1500  # requests queued per ring before its workers start
+    web_seconds: float = 10.0  # wrk on each web example, per kind of call
     timeout: float = 30.0
 
     @classmethod
     def quick(cls) -> CeleryParams:
         """Checks that everything works."""
         return cls(calls=30, rounds=2, bursts=1, burst_size=20, batch_calls=2, warmup=3,
-                   load_seconds=0.3, load_rounds=1, events_calls=20, drain_per_ring=15)  # fmt: skip
+                   load_seconds=0.3, load_rounds=1, events_calls=20, drain_per_ring=15,
+                   web_seconds=2)  # fmt: skip
 
 
 def side_by_side(
@@ -145,6 +148,14 @@ class CeleryRun:
             self._load("procs4", self.endpoints, 4)
             self.figures["worker.rss_mb"] = main.rss_mb("VmRSS")
             self.figures["worker.peak_rss_mb"] = main.rss_mb("VmHWM")
+            clients = Clients(self.endpoints)
+            try:
+                web = run_web(self.workers, clients, self.groups["main"], self.params.web_seconds)
+                self.figures |= web
+            finally:
+                self.codes.merge(clients.recorder)
+                clients.close()
+            self.log("celery: web examples done")
         self.notes["codes_checked"] = check_unique(self.codes.codes)
         self.pids = [worker.pid for worker in self.workers.started]
         return self

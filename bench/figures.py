@@ -73,6 +73,14 @@ def _load(prefix: str, what: str) -> tuple[Figure, ...]:
     )
 
 
+def _web(server: str) -> tuple[Figure, ...]:
+    rows = (("per_s", "requests", "requests/s"), ("p50_ms", "p50", "ms"),
+            ("p99_ms", "p99", "ms"), ("errors", "failed", "requests"))  # fmt: skip
+    kinds = (("get_code", "get_code"), ("anchor", "anchor no-op"))
+    return tuple(Figure(f"web.{server}.{kind}.{key}", f"{label}: {what}", unit)
+                 for kind, label in kinds for key, what, unit in rows)  # fmt: skip
+
+
 def _engine(db: str) -> tuple[Figure, ...]:
     p = f"engine.{db}"
     return (
@@ -122,6 +130,8 @@ SECTIONS: tuple[tuple[str, tuple[Figure, ...]], ...] = (
         Figure("spread.drain.two_workers.codes_per_s", "two workers", "codes/s"),
         Figure("spread.drain.ratio", "two workers / one", "x", ">= 1.6"),
     )),
+    ("Flask example under gunicorn gthread 2x8, over HTTP (wrk, 16 connections)", _web("flask")),
+    ("FastAPI example under uvicorn, over HTTP (wrk, 16 connections)", _web("fastapi")),
     ("Worker memory", (
         Figure("worker.rss_mb", "worker RSS after the run", "MB", "<= 80"),
         Figure("worker.peak_rss_mb", "worker peak RSS", "MB"),

@@ -37,7 +37,8 @@ def _format(value: float, unit: str) -> str:
         return f"{value:,.3g} {unit}" if value < 10 else f"{value:,.1f} {unit}"
     if unit in {"MB", "kB"}:
         return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
-    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
+    whole = value >= 100 or value.is_integer()  # a count, e.g. of failed requests
+    return f"{value:,.0f} {unit}" if whole else f"{value:,.1f} {unit}"
 
 
 def render_table(

@@ -28,6 +28,19 @@ STOP_GRACE = 30.0
 REPO = Path(__file__).resolve().parent.parent
 
 
+def anchor_env(settings: WorkerSettings, queue: str) -> dict[str, str]:
+    """What a process of this repository (bench.anchor_app importable) needs to call or
+    to be the anchor on the broker and result backend of ``settings``, on ``queue``."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {BROKER_ENV: settings.broker_url, BACKEND_ENV: settings.result_backend}
+    return env | {QUEUE_ENV: queue, "PYTHONPATH": path}
+
+
+def _node(name: str) -> list[str]:
+    """A Celery worker's node name (``name@host``) and log level."""
+    return ["--hostname", f"{name}@%h", "--loglevel", "WARNING"]
+
+
 class WorkerFailed(RuntimeError):
     """A benchmark worker exited, or never became ready."""
 
@@ -67,8 +80,7 @@ class Workers:
         self.stop_all()
 
     def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> BenchWorker:
-        """Start ``argv`` as worker ``name`` (its node name is ``name@host``)."""
-        argv = [*argv, "--hostname", f"{name}@%h", "--loglevel", "WARNING"]
+        """Start ``argv`` as process ``name``."""
         worker = BenchWorker(name, argv, env, self.workdir / f"{name}.log", cwd=self.workdir)
         self.started.append(worker)
         worker.start()
@@ -76,18 +88,16 @@ class Workers:
 
     def coder_ring(self, name: str, rings: Sequence[str], settings: WorkerSettings) -> BenchWorker:
         """Start a coder_ring worker that may serve ``rings``, as shipped."""
-        argv = [sys.executable, "-m", "coder_ring.celery.cli", "worker", *rings]
+        argv = [sys.executable, "-m", "coder_ring.celery.cli", "worker", *rings, *_node(name)]
         # No metrics port: several workers run on this machine.
         return self.start(name, argv, {**settings.to_env(), "CODER_RING_METRICS_PORT": ""})
 
     def anchor(self, name: str, settings: WorkerSettings, queue: str) -> BenchWorker:
         """Start the anchor with Celery's own command and defaults, on the broker and
         result backend of ``settings``, consuming ``queue``."""
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-        env = {BROKER_ENV: settings.broker_url, BACKEND_ENV: settings.result_backend}
-        env |= {QUEUE_ENV: queue, "PYTHONPATH": path}  # bench.anchor_app importable
         celery = str(Path(sys.executable).with_name("celery"))
-        return self.start(name, [celery, "-A", "bench.anchor_app", "worker", "-P", "solo"], env)
+        argv = [celery, "-A", "bench.anchor_app", "worker", "-P", "solo", *_node(name)]
+        return self.start(name, argv, anchor_env(settings, queue))
 
     def wait_holding(self, worker: BenchWorker, namespace: str, ring: str) -> None:
         """Return once ``worker`` holds ``ring`` (WorkerFailed if it dies, or after

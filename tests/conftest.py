@@ -41,6 +41,25 @@ from tests.harness.tiers import load_profile
 
 load_profile()
 
+#: Tests whose figures are timings under faults (partitions, kills, a Sentinel failover,
+#: a thousand rings, a thousand pools): under ``make test``'s two pytest-xdist workers
+#: they run one after another on one worker, beside the rest of the suite, never beside
+#: each other (on 2 cores, two of them at once make each other's timings lie).
+TIMED_UNDER_FAULTS = (
+    "tests/faults/",
+    "tests/partitions/",
+    "tests/ha/",
+    "tests/system/test_many_rings.py",
+    "tests/system/test_graceful_accounting.py",
+    "tests/system/test_registry_cluster.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(TIMED_UNDER_FAULTS):
+            item.add_marker(pytest.mark.xdist_group("timed-under-faults"))
+
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Engine]:

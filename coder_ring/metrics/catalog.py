@@ -166,9 +166,9 @@ CATALOG: tuple[MetricDef, ...] = (
         "coder_ring_codes_issued",
         "counter",
         _EXTRA,
-        "Codes this worker handed to callers (get_code, get_codes), by extra for the extras "
-        f"it pools now (at most {MAX_POOLED_EXTRAS} per ring); codes of other extras are "
-        f'counted under extra="{OTHER_EXTRAS}".',
+        "Codes this worker handed to callers (get_code, get_codes), by extra for the first "
+        f"{MAX_POOLED_EXTRAS} extras of the ring it served; codes of later extras are "
+        f'counted under extra="{OTHER_EXTRAS}". A series never moves or drops.',
         WORKER,
     ),
     MetricDef(

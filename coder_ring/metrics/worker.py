@@ -84,7 +84,7 @@ class WorkerMetrics:
         self._healthy = healthy
         self.registry = CollectorRegistry()
         self._mutex = threading.Lock()
-        #: ring -> extra -> codes issued (only extras pooled now, plus OTHER_EXTRAS).
+        #: ring -> extra -> codes issued (the first extras served, then OTHER_EXTRAS).
         self._issued: dict[str, dict[str, int]] = {}
         self._requests: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
@@ -187,9 +187,11 @@ class WorkerMetrics:
             self._requests[ring, task] += 1
             if issued and isinstance(extra, str):
                 counts = self._issued.setdefault(ring, {})
+                if extra not in counts and len(counts) >= MAX_POOLED_EXTRAS:
+                    # A series is never moved or dropped (rate() would count its codes
+                    # again): the first extras keep theirs, later ones share one.
+                    extra = OTHER_EXTRAS
                 counts[extra] = counts.get(extra, 0) + issued
-                if len(counts) > MAX_POOLED_EXTRAS + 1:
-                    self._fold(counts, self._served().get(ring, {}))
 
     # -- the scrape -------------------------------------------------------------------
 
@@ -226,7 +228,6 @@ class WorkerMetrics:
             for (ring, kind), count in sorted(self._errors.items()):
                 families.add("coder_ring_draw_errors", [ring, kind], count)
             for ring, counts in sorted(self._issued.items()):
-                self._fold(counts, pools.get(ring, {}))
                 for extra, count in sorted(counts.items()):
                     families.add("coder_ring_codes_issued", [ring, extra], count)
         yield from families
@@ -236,10 +237,3 @@ class WorkerMetrics:
         with contextlib.suppress(RuntimeError):  # a pool or seat changed while copied
             return {ring: dict(pooled) for ring, pooled in self._pools().items()}
         return {}
-
-    @staticmethod
-    def _fold(counts: dict[str, int], pooled: Mapping[str, int]) -> None:
-        """Count the codes of extras not in ``pooled`` under OTHER_EXTRAS (mutex held), so
-        a ring has at most MAX_POOLED_EXTRAS + 1 series and their sum never drops."""
-        for extra in [extra for extra in counts if extra not in pooled and extra != OTHER_EXTRAS]:
-            counts[OTHER_EXTRAS] = counts.get(OTHER_EXTRAS, 0) + counts.pop(extra)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -25,7 +25,23 @@ PG_ADMIN_URL = os.environ.get(
 )
 #: Key of the advisory lock under which test runs (of any worktree) prepare the database.
 _PREPARE_LOCK_KEY = 0x636F_6465_7274  # "codert"
-REDIS_TEST_URL = os.environ.get("CODER_RING_TEST_REDIS", "redis://127.0.0.1:6379/9")
+
+
+def _redis_test_url() -> str:
+    """The test Redis database of this test process: ``CODER_RING_TEST_REDIS`` (default
+    db 9), moved on by the pytest-xdist worker's number (gw1: db + 1...), because the
+    fixtures flush it and two processes must not flush each other's keys."""
+    url = os.environ.get("CODER_RING_TEST_REDIS", "redis://127.0.0.1:6379/9")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    offset = int(worker.removeprefix("gw") or 0)
+    if not offset:
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0) + offset
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+REDIS_TEST_URL = _redis_test_url()
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ("memory", "sqlite", "postgresql")
 

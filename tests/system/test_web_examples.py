@@ -10,11 +10,8 @@ server or across the two. The figures (requests/s, p50, p99) are printed:
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -22,9 +19,17 @@ import pytest
 
 from coder_ring import ALPHABET
 from examples.timeouts import timeout_for
-from tests.harness import BIN, REPO, ProcessGroup, free_port, wait_until, worker_env, write_rings
+from tests.harness import REPO, ProcessGroup, free_port, wait_until, worker_env, write_rings
 from tests.harness.processes import ManagedProcess
-from tests.system.web_load import Load, run_wrk, wrk_path
+from tests.system.web_load import (
+    GUNICORN,
+    UVICORN,
+    Load,
+    first_answer,
+    run_wrk,
+    wait_listening,
+    wrk_path,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
@@ -34,29 +39,14 @@ SECONDS = float(os.environ.get("CODER_RING_WEB_LOAD_SECONDS", "7"))
 CONNECTIONS = 16
 
 
-def _listening(port: int, process: ManagedProcess) -> bool:
-    if not process.alive():
-        raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def _serve(group: ProcessGroup, name: str, argv: list[str], env: dict[str, str]) -> int:
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
     process = ManagedProcess(name, argv, env, group.directory / f"{name}.log", REPO)
     process.kind = name
     group.add(process)
-    wait_until(lambda: _listening(port, process), 30, 0.1, f"{name} to listen on {port}")
+    wait_listening(port, process)
     return port
-
-
-def _first_code(port: int) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/codes/{RING}", method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        code: str = json.load(response)["code"]
-    return code
 
 
 def _load(name: str, port: int, tmp_path: Path, timeout: float) -> Load:
@@ -81,19 +71,15 @@ def test_flask_under_gunicorn_and_fastapi_under_uvicorn(
     started = time.monotonic()
     with ProcessGroup(tmp_path / "processes") as group:
         worker = group.worker("web", env, [RING], loglevel="WARNING")
-        gunicorn = [str(BIN / "gunicorn"), "--worker-class", "gthread", "--workers", "2"]
-        gunicorn += ["--threads", "8", "--bind", "127.0.0.1:{port}", "examples.flask_app:app"]
-        flask_port = _serve(group, "gunicorn", gunicorn, env)
+        flask_port = _serve(group, "gunicorn", [*GUNICORN, "examples.flask_app:app"], env)
         # At WARNING the worker logs no line per request (as in production); wait for
         # its lock, then for one code through the example.
         wait_until(lambda: worker.holds(RING), 30, 0.05, f"the worker to hold {RING!r}")
-        _first_code(flask_port)
-        # Longer than the examples wait (README: the visibility timeout + 2 lock TTLs).
+        first_answer(f"http://127.0.0.1:{flask_port}/codes/{RING}")
+        # Longer than the examples wait (README: the visibility timeout + 2 lock TTLs + 2 s).
         timeout = timeout_for(visibility, float(env["CODER_RING_LOCK_TTL"])) + 1.0
         flask = _load("flask", flask_port, tmp_path, timeout)
-        uvicorn = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}"]
-        uvicorn += ["--no-access-log", "examples.fastapi_app:app"]
-        fastapi_port = _serve(group, "uvicorn", uvicorn, env)
+        fastapi_port = _serve(group, "uvicorn", [*UVICORN, "examples.fastapi_app:app"], env)
         fastapi = _load("fastapi", fastapi_port, tmp_path, timeout)
     for load in (flask, fastapi):
         assert load.codes, f"{load.name}: no code at all"

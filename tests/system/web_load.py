@@ -1,6 +1,7 @@
-"""Load a web example over HTTP with ``wrk`` (Debian's package; ``.ci/run`` installs it)
-and read what it saw: requests/s and latency percentiles from its report, every
-response's status and body from the files its Lua script writes (one per wrk thread).
+"""Serve a web example as the README does and load it over HTTP with ``wrk`` (Debian's
+package; ``.ci/run`` installs it), then read what it saw: requests/s and latency
+percentiles from its report, every response's status and body from the files its Lua
+script writes (one per wrk thread). The bench (bench/web.py) uses it too.
 """
 
 from __future__ import annotations
@@ -8,9 +9,21 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from coder_ring.celery.demo.processes import Process
+
+_BIN = Path(sys.executable).parent
+#: The examples' servers as the README starts them, before the app; ``{port}``: where.
+GUNICORN = [str(_BIN / "gunicorn"), "--worker-class", "gthread", "--workers", "2", "--threads"]
+GUNICORN += ["8", "--bind", "127.0.0.1:{port}"]
+UVICORN = [str(_BIN / "uvicorn"), "--host", "127.0.0.1", "--port", "{port}", "--no-access-log"]
 
 #: Each wrk thread writes "STATUS BODY" per response to PREFIX-N.txt (line-buffered).
 SCRIPT = """
@@ -54,6 +67,29 @@ class Load:
             f"p99 {self.p99_ms:.1f} ms, {len(self.codes)} codes, "
             f"{len(self.failures)} failed responses, {self.socket_errors} socket errors"
         )
+
+
+def wait_listening(port: int, server: Process, timeout: float = 30.0) -> None:
+    """Return once ``server`` accepts connections on ``port`` (RuntimeError if it exits,
+    TimeoutError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{server.name} not listening on {port} after {timeout:g} s")
+
+
+def first_answer(url: str, timeout: float = 30.0) -> None:
+    """POST ``url`` once and wait for its answer: a server listens before its processes
+    have loaded the app (gunicorn's arbiter binds first)."""
+    request = urllib.request.Request(url, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
 
 
 def wrk_path() -> str:

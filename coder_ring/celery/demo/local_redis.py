@@ -61,7 +61,8 @@ def free_port() -> int:
 
 class LocalRedis:
     """A throw-away redis-server on 127.0.0.1 (no persistence) on a port of its own;
-    :meth:`stop` and :meth:`start` again keep the port, :meth:`close` removes it all."""
+    :meth:`stop` and :meth:`start` again keep the port, :meth:`close` removes it all.
+    ``port``: where it listens (default: a free one)."""
 
     def __init__(self, binary: str | None = None, port: int | None = None) -> None:
         self.binary = binary or find_redis_server()

@@ -86,7 +86,8 @@ def run_demo(workdir: Path | None = None, console: Console | None = None) -> lis
             namespace=f"demo-{uuid.uuid4().hex[:8]}",
             sentinel_master=master,
         )
-        console.print(f"[bold]Database[/]: {engine.database_url}")
+        # Unwrapped: a URL broken over two lines cannot be copied.
+        console.print(f"[bold]Database[/]: {engine.database_url}", soft_wrap=True)
         console.print(f"[bold]Namespace[/]: {settings.namespace} (queues and keys of its own)")
         service = RingService.from_settings(engine)
         stack.callback(service.close)
