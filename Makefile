@@ -69,8 +69,9 @@ demo: venv  ## codes in one command: embedded SQLite + a Redis it starts itself
 bench: venv  ## side-by-side benchmarks (real Redis and PostgreSQL from the env)
 	$(BIN)/python -m bench
 
-faults-long: venv  ## the fault-injection suite's long mode (100,000+ codes)
+faults-long: venv  ## the fault suites' long modes (each 100,000+ codes; partitions need root)
 	CODER_RING_FAULT_CODES=100000 $(BIN)/python -m pytest tests/faults -s
+	CODER_RING_PARTITIONS_LONG=1 $(BIN)/python -m pytest tests/partitions/test_long.py -s
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(PIN) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -97,6 +97,9 @@ class MemoryStore:
     def migrate(self) -> None:
         """Nothing to create."""
 
+    def ping(self) -> None:
+        """Always reachable."""
+
     @contextmanager
     def locked(
         self, name: str, create: RingRecord | None = None, extra: str | None = None

@@ -137,6 +137,10 @@ class Store(Protocol):
         row, unless ``create`` is given: then that row is inserted first (if absent).
         ``extra``: an extra the caller will read (a store may fetch it with the lock)."""
 
+    def ping(self) -> None:
+        """A plain read of the rings table, taking no lock: the database answers and has
+        the schema (:class:`StoreUnavailable` or :class:`SchemaMissing` if not)."""
+
     def ring_record(self, name: str) -> RingRecord | None:
         """The ring's row without locking it, or None."""
 

@@ -1,8 +1,11 @@
 """How long a web request waits for its code, derived from the deployment's settings.
 
-A request held by a worker that is killed goes back to the ring's queue and is served by
-the next holder after ``CODER_RING_VISIBILITY_TIMEOUT`` (README, "From Celery callers"):
-wait longer than that plus 2 s, so such a request is still answered, not failed.
+A request held by a worker that is killed or cut off goes back to the ring's queue and
+is served by the next holder after ``CODER_RING_VISIBILITY_TIMEOUT``; a request sent
+while its ring moves (a failover, a partition, a worker whose link turned slow) waits
+up to two lock TTLs for the next holder (README, "From Celery callers"). Wait for both,
+2 s more (kombu's restore scan runs every second), and 1 s to serve, so such a request is
+still answered, not failed.
 """
 
 from __future__ import annotations
@@ -10,17 +13,23 @@ from __future__ import annotations
 from coder_ring.celery import get_code
 from coder_ring.errors import InvalidInput, NoWorker, RequestExpired, Unreachable
 
-#: Seconds beyond the visibility timeout the README asks callers to wait at least.
+#: Seconds beyond the visibility timeout and two lock TTLs the README asks callers to
+#: wait at least.
 REDELIVERY_MARGIN = 2.0
 #: A little more on top: the next holder still has to draw the code.
 SERVE_MARGIN = 1.0
 
 
+def timeout_for(visibility_timeout: float, lock_ttl: float) -> float:
+    """The README's floor (the visibility timeout, two lock TTLs and 2 s) plus 1 s."""
+    return visibility_timeout + 2 * lock_ttl + REDELIVERY_MARGIN + SERVE_MARGIN
+
+
 def code_timeout() -> float:
-    """Seconds to wait for a code: the visibility timeout of the environment's settings
-    plus 2 s (the README's floor) plus 1 s to serve it."""
-    visibility: float = get_code.app.settings.visibility_timeout
-    return visibility + REDELIVERY_MARGIN + SERVE_MARGIN
+    """Seconds to wait for a code, from the environment's settings (:func:`timeout_for`):
+    23 s with the defaults."""
+    settings = get_code.app.settings
+    return timeout_for(settings.visibility_timeout, settings.lock_ttl)
 
 
 def http_status(error: Exception) -> int:

@@ -1,4 +1,5 @@
-"""Whether a worker can reach its database, with a back-off while it cannot.
+"""Whether a worker can reach its database (with a back-off while it cannot), and
+whether its Redis answers in time for its lease rounds (:class:`LinkHealth`).
 
 A worker that keeps a ring while its database is unreachable fails every request for
 it, and keeps a healthy standby from serving. So: a request that meets an unreachable
@@ -37,8 +38,18 @@ LOST, BACK = "lost", "back"
 class DatabaseHealth:
     """The health of one worker's database; :meth:`check` runs once per lease round."""
 
-    def __init__(self, probe: Callable[[], None], grace: float, where: str) -> None:
+    def __init__(
+        self,
+        probe: Callable[[], None],
+        grace: float,
+        where: str,
+        first_probe: Callable[[], None] | None = None,
+    ) -> None:
         self.probe = probe
+        #: Until it succeeds once, the probe (a worker migrates when it starts). Never
+        #: after: a migration waits on an advisory lock while another process migrates,
+        #: and as a probe it would make a healthy worker give its rings up.
+        self._first_probe = first_probe
         self.grace = grace
         self.where = where
         #: False until the first probe succeeds, and while the database is unreachable.
@@ -60,6 +71,13 @@ class DatabaseHealth:
         """True while a failure is being timed (before it makes the worker unhealthy)."""
         return self._failing_since is not None
 
+    def _probe(self) -> None:
+        if self._first_probe is None:
+            self.probe()
+            return
+        self._first_probe()
+        self._first_probe = None
+
     def check(self) -> str | None:
         """:data:`LOST` when the worker just became unhealthy (give the rings up),
         :data:`BACK` when it just became healthy again, else None."""
@@ -73,7 +91,7 @@ class DatabaseHealth:
             # it is really gone this waits at most the connect timeout, and the locks
             # lapse meanwhile, which is what giving the rings up means anyway.
             try:
-                self.probe()
+                self._probe()
             except CoderRingError:
                 pass
             else:
@@ -92,7 +110,7 @@ class DatabaseHealth:
         if now < self._retry_at:
             return None
         try:
-            self.probe()
+            self._probe()
         except CoderRingError as error:
             self._retry_at = now + self._backoff
             log.error("database not usable (%s); next try in %.0f s", error, self._backoff)
@@ -128,3 +146,70 @@ class Bounded:
     def close(self) -> None:
         """Stop the thread (a call still stuck is not waited for)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class LinkHealth:
+    """Whether this worker's Redis answers in time for its lease rounds.
+
+    A slow link (every call answered, each one late: 200 ms a round trip, say) fails no
+    call, yet a round of half a dozen calls then outlasts its period: the locks lapse
+    between renewals, and the rings stop and start again on this worker, a pool lost
+    each time. So when the Redis calls of a round answered but took more than ``limit``
+    in all, twice in a row (or more than twice ``limit`` once: the round's whole period,
+    the lease schedule is broken already), the worker becomes unhealthy: it gives its
+    rings up at once (a handoff would give the pools back over the slow link, seconds
+    while nobody serves; the pools are dropped, their codes never repeated), and takes
+    none until its rounds have been quick for ``hold`` seconds. ``hold`` starts at
+    ``grace`` and doubles (up to :data:`MAX_BACKOFF`) when the link degrades again within
+    four holds of recovering. A round where Redis did not answer at all (a cut) counts
+    neither way: the locks lapse by themselves, and a single lost reply is no reason to
+    move every ring.
+    """
+
+    #: Slow rounds in a row that make the link degraded.
+    SLOW_ROUNDS = 2
+
+    def __init__(self, limit: float, grace: float) -> None:
+        self.limit = limit
+        self.grace = grace
+        self.healthy = True
+        self._slow = 0
+        self._quick_since: float | None = None
+        self._hold = grace
+        self._back_at = float("-inf")
+
+    def round(self, seconds: float, answered: bool) -> str | None:
+        """After a round whose Redis calls took ``seconds`` (``answered``: at least one
+        of them got a reply): :data:`LOST` when the link just degraded, :data:`BACK` when
+        it just became well again, else None."""
+        if not answered:
+            self._quick_since = None
+            return None
+        now = time.monotonic()
+        if seconds <= self.limit:
+            self._slow = 0
+            if self._quick_since is None:
+                self._quick_since = now
+            if not self.healthy and now - self._quick_since >= self._hold:
+                self.healthy, self._back_at = True, now
+                log.info("Redis answers in time again: serving rings")
+                return BACK
+            return None
+        self._slow += 1
+        self._quick_since = None
+        very_slow = seconds > 2 * self.limit
+        if not self.healthy or (self._slow < self.SLOW_ROUNDS and not very_slow):
+            return None
+        recovered_for = now - self._back_at
+        self._hold = (
+            min(self._hold * 2, MAX_BACKOFF) if recovered_for < 4 * self._hold else self.grace
+        )
+        self.healthy = False
+        log.error(
+            "Redis calls of a lease round took %.2f s (limit %.2f s, twice that once): "
+            "giving every ring up until they are quick for %.0f s",
+            seconds,
+            self.limit,
+            self._hold,
+        )
+        return LOST

@@ -66,24 +66,25 @@ class RingLocks:
     def follow(
         self,
         seats: Iterable[RingSeat],
-        assignment: dict[str, str] | None,
+        assignment: dict[str, str],
         live: set[str],
         *,
         healthy: bool,
         stopping: bool,
-    ) -> None:
+    ) -> bool:
         """One round: every seat's lock as the assignment says. A ring assigned to a member
         not alive may be taken by anyone (the lock decides, the coordinator then keeps it
         there). A ring the assignment does not name is left alone: the coordinator has
         not placed it yet (a cold start waits for the members to join; taking it would
-        make the first member up take every ring). Only without any assignment (the
-        registry could not be read) is every free lock fair game."""
+        make the first member up take every ring). Whether Redis answered (False also
+        when nothing was asked)."""
         plans = [(seat, self._plan(seat, assignment, live, healthy)) for seat in seats]
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
         for seat, plan in plans:
             with seat.transition:
                 mine = until if granted.get(seat.ring) else None
                 self._apply(seat, plan, mine, error, stopping)
+        return error is None and bool(granted)
 
     def keep(self, seats: Iterable[RingSeat]) -> None:
         """While the worker stops: extend the locks still held (their pools are on their
@@ -129,17 +130,13 @@ class RingLocks:
         return gone
 
     def _plan(
-        self, seat: RingSeat, assignment: dict[str, str] | None, live: set[str], healthy: bool
+        self, seat: RingSeat, assignment: dict[str, str], live: set[str], healthy: bool
     ) -> _Plan:
-        target = None if assignment is None else assignment.get(seat.ring)
+        target = assignment.get(seat.ring)
         wanted = (
             healthy
             and not seat.closed
-            and (
-                target == self.member_id
-                or assignment is None
-                or (target is not None and target not in live)
-            )
+            and (target == self.member_id or (target is not None and target not in live))
         )
         held = seat.has_lock()
         lapsed = held and seat.valid_until <= time.monotonic()
@@ -180,7 +177,11 @@ class RingLocks:
             return
         if plan.held and not plan.wanted and not plan.lapsed and until is not None:
             seat.valid_until = until
-            self._leave(seat, f"assigned to {plan.target}" if plan.target else "released")
+            if plan.target == self.member_id:
+                why = "this worker is unhealthy"
+            else:
+                why = f"assigned to {plan.target}" if plan.target else "released"
+            self._leave(seat, why)
             return
         if stopping:
             if until is not None and not plan.held:

@@ -10,7 +10,8 @@ between rounds). Each round it:
 2. checks the database's health (:mod:`coder_ring.celery.health`);
 3. heartbeats its membership, takes a turn as coordinator if elected
    (:mod:`coder_ring.registry.coordinator`), and reads the assignment;
-4. takes, renews, hands off or loses each ring's lock to follow the assignment;
+4. takes, renews, hands off or loses each ring's lock to follow the assignment, and
+   gives every ring up when Redis answers too slowly (:class:`~.health.LinkHealth`);
 5. checks that the epochs of the rings it serves are still its own (an operator's
    reset or rebuild reaches it here, or at once by a notice).
 
@@ -29,7 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
-from coder_ring.celery.health import LOST, Bounded, DatabaseHealth
+from coder_ring.celery.health import LOST, Bounded, DatabaseHealth, LinkHealth
+from coder_ring.celery.registry_view import RegistryView
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import LeaseKeeper, RingLocks
 from coder_ring.celery.seat import RingSeat, served_pools
@@ -40,11 +42,10 @@ from coder_ring.errors import CoderRingError, StoreUnavailable, UnknownRing
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.client import registry_client
-from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.keys import lock_key, member_key
 from coder_ring.registry.lease import new_member_id
-from coder_ring.registry.member_lease import MemberLease, lock_holders
-from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.registry.member_lease import MemberLease
+from coder_ring.registry.membership import MemberInfo
 from coder_ring.registry.reachability import Reachability
 from coder_ring.ring_server import RingServer
 from coder_ring.service import RingService
@@ -53,8 +54,6 @@ from coder_ring.urls import redact_url
 
 log = logging.getLogger("coder_ring.worker")
 
-#: Rings on their way between members at once, at most (a join converges in a few batches).
-MAX_MOVES_PER_ROUND = 10
 #: Rings let go at once when the worker stops (each one transaction and two Redis calls).
 LET_GO_THREADS = 4
 #: Rings whose activation or handoff runs at once (each mostly waits on the database).
@@ -90,22 +89,20 @@ class WorkerRuntime:
         self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
-        self.membership = Membership(self.redis, self.namespace, ttl)
-        # formation: two or three lease rounds, for members started together to register.
-        self.coordinator = Coordinator(self.redis, self.namespace, self.member_id, ttl,
-                                       rebalance_after=ttl, max_moves=MAX_MOVES_PER_ROUND,
-                                       formation=ttl / 2)  # fmt: skip
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
-        #: Whether the database can be reached: no ring is taken while it cannot.
-        #: The lease thread's database calls, each waited for at most a third of the TTL.
-        self.checks = Bounded()
+        self.checks = Bounded()  # the lease thread's database calls, each bounded
+        #: Whether the database can be reached, and Redis answers in time (a round's calls
+        #: within a sixth of the TTL): no ring is taken while either is not so.
+        where, bounded = redact_url(settings.engine.database_url), self.checks.run
         self.health = DatabaseHealth(
-            lambda: self.checks.run(self.service.migrate, ttl / 3),
+            lambda: bounded(self.service.store.ping, ttl / 3),
             ttl,
-            redact_url(settings.engine.database_url),
+            where,
+            first_probe=lambda: bounded(self.service.migrate, ttl / 3),
         )
+        self.link = LinkHealth(ttl / 6, ttl)
         #: Set when the worker starts to leave; ``_stopped`` once every ring is let go.
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -140,6 +137,10 @@ class WorkerRuntime:
             status=self.service.status,
             healthy=lambda: self.healthy,
         )
+        self.registry = RegistryView(
+            self.redis, self.namespace, self.member_id, ttl, metrics=self.metrics, reach=self.reach
+        )
+        self.membership, self.coordinator = self.registry.membership, self.registry.coordinator
 
     # -- public -----------------------------------------------------------------------
 
@@ -194,8 +195,9 @@ class WorkerRuntime:
 
     @property
     def healthy(self) -> bool:
-        """False while the database cannot be reached: no ring is taken then."""
-        return self.health.healthy
+        """False while the database cannot be reached or Redis answers too slowly for the
+        lease rounds: no ring is taken then, and those held are let go."""
+        return self.health.healthy and self.link.healthy
 
     def store_failed(self) -> None:
         """A request met an unreachable database (the lease thread may give rings up)."""
@@ -247,32 +249,18 @@ class WorkerRuntime:
             except Exception:  # retried next round; renewals must go on meanwhile
                 log.exception("rings file reload failed")
         self._check_health()
-        assignment: dict[str, str] | None = None
-        live: set[str] = set()
-        try:
-            self.membership.heartbeat(self.info())
-            members = live_members(self.redis, self.namespace)
-            live = {member.id for member in members if member.healthy}
-            rings = {ring for member in members for ring in member.rings}
-            holders = lock_holders(self.redis, self.namespace, rings)
-            self.metrics.saw_holders(holders)  # tells a failover from a handoff
-            before = read_assignment(self.redis, self.namespace)
-            assignment = self.coordinator.round(members, holders, before) if self.healthy else None
-            if assignment is None:
-                assignment = before
-            elif assignment != before:
-                notices.publish(self.redis, self.namespace, notices.ASSIGNED)
-            self.reach.reached()
-        except redis.RedisError as error:
-            self.reach.failed(error)  # renewing what this worker holds, quietly
-        self.locks.follow(
+        began = time.monotonic()  # the Redis part: how well the link answers
+        answered = self.registry.round(self.info(), self.healthy)
+        tended = self.locks.follow(
             list(self.seats.values()),
-            assignment,
-            live,
+            self.registry.assignment,
+            self.registry.live,
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        self.serving_log.round(self.seats.values(), assignment or {})
+        if self.link.round(time.monotonic() - began, answered or tended) == LOST:
+            self._give_up("Redis answers too slowly")
+        self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl
         budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
         if budget >= ttl / 10:  # else next round: too little time left is no failure
@@ -338,24 +326,32 @@ class WorkerRuntime:
 
     def _check_health(self) -> None:
         if self.health.check() == LOST:
-            # Nothing can go back to a database out of reach: the locks are let go now
-            # (a ring moves within a round), the pools dropped.
-            for seat in self.locks.give_up(list(self.seats.values())):
-                log.warning("ring %s: given up (database unreachable); pool dropped", seat.ring)
-                self._transitions.submit(seat.ring, seat.drop_claim, False)
-                notices.publish(self.redis, self.namespace, notices.RELEASED, seat.ring)
-            self.on_change()
+            self._give_up("database unreachable")
+
+    def _give_up(self, why: str) -> None:
+        """Say so in the membership, release every lock in one call, drop the pools, tell
+        the others in one trip (the coordinator moves the rings on their notice)."""
+        with contextlib.suppress(redis.RedisError):
+            self.membership.heartbeat(self.info())
+        released = self.redis.pipeline(transaction=False)
+        for seat in self.locks.give_up(list(self.seats.values())):
+            log.warning("ring %s: given up (%s); pool dropped", seat.ring, why)
+            self._transitions.submit(seat.ring, seat.drop_claim, False)
+            notices.publish(released, self.namespace, notices.RELEASED, seat.ring)
+        with contextlib.suppress(redis.RedisError):  # the others notice by themselves
+            released.execute()
+        self.on_change()
 
     def _check_epochs(self, budget: float) -> None:
         """Check the epochs of the rings served (or, serving none while healthy, that the
         database answers), waiting at most ``budget``: no answer is a failure."""
         active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
-        if not active and not self.healthy:
+        if not active and not self.health.healthy:
             return  # the health check probes on its own schedule
         started = time.monotonic()
         try:
             if not active:
-                self.checks.run(self.service.migrate, budget)
+                self.checks.run(self.service.store.ping, budget)
                 self.store_ok()
                 return
             store = self.service.store

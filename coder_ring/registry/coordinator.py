@@ -107,9 +107,14 @@ class Coordinator:
             return None
         if stored is None:
             stored = read_assignment(self.client, self.namespace)
+        # A member that says it holds a ring whose lock is free has stopped serving it
+        # (its lease ends before the lock expires). Cut off, or with heartbeats reaching
+        # Redis late, it stays live for a TTL after its last one: its rings go elsewhere
+        # now, not once it is gone.
+        lapsed = {(m.id, ring) for m in healthy for ring in m.holding if ring not in holders}
         # Where a ring is meant to be, if that member lives; else where it is held.
         current = {ring: holder for ring, holder in holders.items() if holder in ids}
-        current.update({ring: member for ring, member in stored.items() if member in ids})
+        current.update({r: m for r, m in stored.items() if m in ids and (m, r) not in lapsed})
         rings = {ring for member in healthy for ring in member.rings}
         if not current and len(rings) > self.max_moves and self._forming(now):
             # Nothing placed yet: wait for the others. A stale assignment (every member
@@ -130,7 +135,10 @@ class Coordinator:
         )
         placement = place(
             rings,
-            [Candidate(member.id, frozenset(member.rings)) for member in healthy],
+            [
+                Candidate(m.id, frozenset(r for r in m.rings if (m.id, r) not in lapsed))
+                for m in healthy
+            ],
             current,
             rebalance=now - self._changed_at >= self.rebalance_after,
             max_moves=max(0, max(self.max_moves, len(rings) // RINGS_PER_MOVE) - in_transit),

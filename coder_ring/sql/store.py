@@ -102,6 +102,10 @@ class SqlStore:
         # The extra most operations need comes along with the ring's locked row.
         return self._ops.lock(conn, name, "" if extra is None else extra)
 
+    def ping(self) -> None:
+        with self.transaction() as conn:
+            conn.execute(select(_RING.id).limit(1)).all()
+
     def ring_record(self, name: str) -> RingRecord | None:
         with self.transaction() as conn:
             row = conn.execute(select(rings_table).where(_RING.name == name)).one_or_none()

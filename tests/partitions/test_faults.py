@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
 from tests.harness import ProcessGroup, caller_app, engine_settings, worker_env, write_rings
 from tests.harness.netns import Network
 from tests.harness.netns_servers import NetnsWorker, host_env, veth_servers
+from tests.partitions.scenario import healthy
 from tests.partitions.test_partition import (
     LEASE_LINES,
     LOCK_TTL,
@@ -48,14 +48,6 @@ AFTER_HEAL = 3.0
 SAMPLE = 0.1
 #: On a busy 2-core machine a round or two late.
 LATE = 1.5
-
-
-def healthy(worker: NetnsWorker) -> bool | None:
-    """The victim's ``healthy`` as its membership says (None: not a live member)."""
-    for member in live_members(worker.redis, worker.namespace):
-        if member.id.split("|")[1:2] == [str(worker.pid)]:
-            return member.healthy
-    return None
 
 
 def cut_one_server(network: Network, tmp_path: Path, target: str) -> dict[str, Any]:

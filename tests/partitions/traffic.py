@@ -35,10 +35,15 @@ class Outcome:
     ring: str
     sent: float  # time.monotonic()
     ended: float = 0.0
-    code: str | None = None
+    codes: list[str] = field(default_factory=list)
     error: str | None = None
     message: str = ""
     task_id: str | None = None
+
+    @property
+    def code(self) -> str | None:
+        """The request's first code (None: it failed)."""
+        return self.codes[0] if self.codes else None
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Traffic:
     interval: float = 0.1
     timeout: float = 15.0
     max_pending: int = 6
+    #: Codes per request: ``get_code`` for 1, else ``get_codes(ring, count)``.
+    count: int = 1
     outcomes: list[Outcome] = field(default_factory=list, init=False)
     crashed: BaseException | None = field(default=None, init=False)
     _pending: list[tuple[Outcome, Any]] = field(default_factory=list, init=False)
@@ -102,7 +109,11 @@ class Traffic:
     def _send(self, ring: str) -> None:
         outcome = Outcome(ring, time.monotonic())
         try:
-            result = self.app.ring_tasks.get_code.delay(ring)
+            tasks = self.app.ring_tasks
+            if self.count == 1:
+                result = tasks.get_code.delay(ring)
+            else:
+                result = tasks.get_codes.delay(ring, self.count)
         except Exception as error:  # noqa: BLE001 - recorded as the request's end
             self._end(outcome, error=error)
             return
@@ -117,7 +128,8 @@ class Traffic:
             except Exception:  # noqa: BLE001 - the result backend: ask again next time
                 state = None
             if state == "SUCCESS":
-                self._end(outcome, result, code=str(result.result))
+                got = result.result
+                self._end(outcome, result, codes=[got] if isinstance(got, str) else list(got))
             elif state in {"FAILURE", "REVOKED"}:
                 error = result.result
                 if not isinstance(error, BaseException):
@@ -133,11 +145,11 @@ class Traffic:
         outcome: Outcome,
         result: Any = None,
         *,
-        code: str | None = None,
+        codes: list[str] | None = None,
         error: BaseException | None = None,
     ) -> None:
         outcome.ended = time.monotonic()
-        outcome.code = code
+        outcome.codes = codes or []
         if error is not None:
             outcome.error, outcome.message = type(error).__name__, str(error)[:200]
         with self._mutex:
@@ -186,7 +198,7 @@ def problems(
     ``clear``."""
     found = []
     # A code is unique within its ring: two rings may well hand out the same string.
-    codes = Counter((o.ring, o.code) for o in outcomes if o.code is not None)
+    codes = Counter((o.ring, code) for o in outcomes for code in o.codes)
     twice = sorted(code for code, n in codes.items() if n > 1)
     if twice:
         found.append(f"{len(twice)} codes issued twice (ring, code): {twice[:20]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import redis
@@ -118,6 +119,24 @@ def test_failovers_at_once_rebalancing_after_membership_settles(client: redis.Re
     assert spread(placed) == [50, 50]  # the failovers went to the least loaded
     # m5 joins: nothing moves while membership is settling.
     assert coordinator.round([*now, info("m5")], placed) == placed
+
+
+def test_a_ring_whose_holder_lost_its_lock_moves_while_the_holder_is_live(
+    client: redis.Redis,
+) -> None:
+    """Issue 20, late heartbeats: a member whose heartbeats reach Redis late stays live
+    a TTL after the last one, long after its locks lapsed (it stopped serving then).
+    Its rings must go to another member at once, not once its membership expires."""
+    coordinator = Coordinator(client, "reg", "m1", 5.0, rebalance_after=60, max_moves=10)
+    placed = coordinator.round([info("m1"), info("m2")], {})
+    assert placed is not None
+    mine = sorted(ring for ring, member in placed.items() if member == "m2")
+    holders = {ring: member for ring, member in placed.items() if ring not in mine[:2]}
+    late = replace(info("m2"), holding=tuple(mine))  # its last heartbeat, sent in time
+    moved = coordinator.round([info("m1"), late], holders, placed)
+    assert moved is not None
+    assert [moved[ring] for ring in mine[:2]] == ["m1", "m1"], "the lapsed rings stayed"
+    assert all(moved[ring] == "m2" for ring in mine[2:])  # still held: they stay
 
 
 def test_one_call_tends_every_lock_of_a_worker(client: redis.Redis) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from coder_ring import ALPHABET
-from examples.timeouts import REDELIVERY_MARGIN
+from examples.timeouts import timeout_for
 from tests.harness import REPO, ProcessGroup, free_port, wait_until, worker_env, write_rings
 from tests.harness.processes import ManagedProcess
 from tests.system.web_load import (
@@ -76,8 +76,8 @@ def test_flask_under_gunicorn_and_fastapi_under_uvicorn(
         # its lock, then for one code through the example.
         wait_until(lambda: worker.holds(RING), 30, 0.05, f"the worker to hold {RING!r}")
         first_answer(f"http://127.0.0.1:{flask_port}/codes/{RING}")
-        # The examples wait longer than a redelivery (README): visibility + 2 s, and more.
-        timeout = visibility + REDELIVERY_MARGIN + 1.0
+        # Longer than the examples wait (README: the visibility timeout + 2 lock TTLs + 2 s).
+        timeout = timeout_for(visibility, float(env["CODER_RING_LOCK_TTL"])) + 1.0
         flask = _load("flask", flask_port, tmp_path, timeout)
         fastapi_port = _serve(group, "uvicorn", [*UVICORN, "examples.fastapi_app:app"], env)
         fastapi = _load("fastapi", fastapi_port, tmp_path, timeout)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from coder_ring.celery.health import Bounded, DatabaseHealth
+from coder_ring.celery.health import Bounded, DatabaseHealth, LinkHealth
 from coder_ring.errors import StoreUnavailable
 from coder_ring.registry.client import redis_client
 
@@ -49,3 +49,27 @@ def test_registry_clients_never_retry() -> None:
     connection = client.connection_pool.make_connection()
     assert connection.retry.get_retries() == 0
     assert connection.socket_timeout == connection.socket_connect_timeout == 0.5
+
+
+def test_a_link_is_degraded_by_two_slow_rounds_in_a_row_and_well_after_its_hold() -> None:
+    link = LinkHealth(limit=0.1, grace=0.2)
+    assert link.round(0.15, answered=True) is None  # one slow round: a blip
+    assert link.round(0.01, answered=True) is None
+    assert link.round(0.15, answered=True) is None
+    assert link.round(0.15, answered=False) is None  # nothing answered (a cut): no count
+    assert link.healthy
+    assert link.round(0.15, answered=True) == "lost"  # the second slow round in a row
+    assert not link.healthy
+    assert link.round(0.01, answered=True) is None  # quick, but not for the hold yet
+    time.sleep(0.25)
+    assert link.round(0.01, answered=True) == "back"
+    # Degraded again soon after: the hold doubles.
+    link.round(0.15, answered=True)
+    assert link.round(0.15, answered=True) == "lost"
+    link.round(0.01, answered=True)
+    time.sleep(0.25)
+    assert link.round(0.01, answered=True) is None, "the hold did not double"
+    time.sleep(0.2)
+    assert link.round(0.01, answered=True) == "back"
+    # One round that took its whole period (twice the limit): degraded at once.
+    assert LinkHealth(limit=0.1, grace=0.2).round(0.25, answered=True) == "lost"

@@ -1,0 +1,80 @@
+"""The registry's part of a lease round: heartbeat, take a turn as coordinator if
+elected, and read the assignment -- or, when Redis fails, the view read last.
+
+One failed read (a timeout on a slow link) says nothing new about where the rings
+belong. Treating it as "no assignment" made a worker take every free lock (rings on
+their way between workers, a cold start's unplaced rings), pulling them off the workers
+they were assigned to, and back again a round later.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from coder_ring.metrics.worker import WorkerMetrics
+from coder_ring.registry import notices
+from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.member_lease import lock_holders
+from coder_ring.registry.membership import MemberInfo, Membership, live_members
+from coder_ring.registry.reachability import Reachability
+
+#: Rings on their way between members at once, at most (a join converges in a few batches).
+MAX_MOVES_PER_ROUND = 10
+
+
+class RegistryView:
+    """Where one worker reads (and, as coordinator, writes) where the rings belong."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        member_id: str,
+        ttl: float,
+        *,
+        metrics: WorkerMetrics,
+        reach: Reachability,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.membership = Membership(client, namespace, ttl)
+        self.coordinator = Coordinator(
+            client,
+            namespace,
+            member_id,
+            ttl,
+            rebalance_after=ttl,
+            max_moves=MAX_MOVES_PER_ROUND,
+            # Two or three lease rounds: enough for members started together to register.
+            formation=ttl / 2,
+        )
+        self.metrics = metrics
+        self.reach = reach
+        #: The assignment (ring -> member id) and the healthy live members, as last read.
+        self.assignment: dict[str, str] = {}
+        self.live: set[str] = set()
+
+    def round(self, info: MemberInfo, healthy: bool) -> bool:
+        """Heartbeat ``info``, coordinate if elected and ``healthy``, and read the
+        assignment into :attr:`assignment` and :attr:`live` (kept as they were when
+        Redis fails). Whether Redis answered at all."""
+        answered = False
+        try:
+            self.membership.heartbeat(info)
+            answered = True
+            members = live_members(self.client, self.namespace)
+            live = {member.id for member in members if member.healthy}
+            rings = {ring for member in members for ring in member.rings}
+            holders = lock_holders(self.client, self.namespace, rings)
+            self.metrics.saw_holders(holders)  # tells a failover from a handoff
+            before = read_assignment(self.client, self.namespace)
+            assignment = self.coordinator.round(members, holders, before) if healthy else None
+            if assignment is None:
+                assignment = before
+            elif assignment != before:
+                notices.publish(self.client, self.namespace, notices.ASSIGNED)
+            self.assignment, self.live = assignment, live
+            self.reach.reached()
+        except redis.RedisError as error:
+            self.reach.failed(error)  # one line per outage; the last assignment is followed
+        return answered
