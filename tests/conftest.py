@@ -17,6 +17,7 @@ The servers' URLs, ``require`` and the factories' types are in :mod:`tests.harne
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,16 @@ TIMED_UNDER_FAULTS = (
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: The long modes (``make faults-long``) run only when asked: deselected otherwise, so a
+#: run never counts them as skipped.
+LONG_MODE = os.environ.get("CODER_RING_PARTITIONS_LONG", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected = [item for item in items if item.get_closest_marker("long") and not LONG_MODE]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
     for item in items:
         if item.nodeid.startswith(TIMED_UNDER_FAULTS):
             item.add_marker(pytest.mark.xdist_group("timed-under-faults"))

@@ -1,12 +1,12 @@
-"""The long mode of the partition tests (``make faults-long``; skipped unless
-``CODER_RING_PARTITIONS_LONG=1``): all six faults of issue 20, each :data:`REPEATS`
-times, on one cluster under load, every request a ``get_codes`` of :data:`COUNT` codes
-(100,000+ codes in all), with the figures of :func:`tests.partitions.scenario.check`.
+"""The long mode of the partition tests (``make faults-long``; collected only with
+``CODER_RING_PARTITIONS_LONG=1``, so never a skip): all six faults of issue 20, each
+:data:`REPEATS` times, on one cluster under load, every request a ``get_codes`` of
+:data:`COUNT` codes (100,000+ codes in all), with the figures of
+:func:`tests.partitions.scenario.check`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,10 +19,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.redis,
     pytest.mark.postgres,
-    pytest.mark.skipif(
-        os.environ.get("CODER_RING_PARTITIONS_LONG", "") in ("", "0"),
-        reason="the long mode: CODER_RING_PARTITIONS_LONG=1 (make faults-long)",
-    ),
+    pytest.mark.long,  # deselected unless CODER_RING_PARTITIONS_LONG=1 (tests/conftest.py)
 ]
 REPEATS = 3
 COUNT = 10

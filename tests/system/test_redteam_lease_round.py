@@ -30,7 +30,7 @@ from coder_ring import RingService, SqlStore
 from coder_ring.celery.runtime import WorkerRuntime
 from coder_ring.config import load_rings
 from coder_ring.registry.keys import assignment_key
-from coder_ring.registry.lease import lock_holders
+from coder_ring.registry.member_lease import lock_holders
 from coder_ring.settings import Settings, WorkerSettings
 from coder_ring.sql.migrations.heads import VERSION_TABLE
 from coder_ring.sql.store import MIGRATION_LOCK_KEY
