@@ -163,7 +163,9 @@ class LinkHealth:
     ``grace`` and doubles (up to :data:`MAX_BACKOFF`) when the link degrades again within
     four holds of recovering. A round where Redis did not answer at all (a cut) counts
     neither way: the locks lapse by themselves, and a single lost reply is no reason to
-    move every ring.
+    move every ring. Nor does a slow round count unless another member had a quick one
+    since this worker's slow rounds began: when Redis itself is slow, every worker is,
+    and giving the rings up would leave them to nobody.
     """
 
     #: Slow rounds in a row that make the link degraded.
@@ -177,17 +179,22 @@ class LinkHealth:
         self._quick_since: float | None = None
         self._hold = grace
         self._back_at = float("-inf")
+        #: When the slow rounds in a row began (monotonic).
+        self._slow_since = float("inf")
 
-    def round(self, seconds: float, answered: bool) -> str | None:
+    def round(
+        self, seconds: float, answered: bool, quick_peer_since: float | None = None
+    ) -> str | None:
         """After a round whose Redis calls took ``seconds`` (``answered``: at least one
-        of them got a reply): :data:`LOST` when the link just degraded, :data:`BACK` when
-        it just became well again, else None."""
+        of them got a reply; ``quick_peer_since``: when the latest quick round of another
+        member began, None: none known): :data:`LOST` when the link just degraded,
+        :data:`BACK` when it just became well again, else None."""
         if not answered:
             self._quick_since = None
             return None
         now = time.monotonic()
         if seconds <= self.limit:
-            self._slow = 0
+            self._slow, self._slow_since = 0, float("inf")
             if self._quick_since is None:
                 self._quick_since = now
             if not self.healthy and now - self._quick_since >= self._hold:
@@ -196,10 +203,13 @@ class LinkHealth:
                 return BACK
             return None
         self._slow += 1
+        self._slow_since = min(self._slow_since, now - seconds)
         self._quick_since = None
         very_slow = seconds > 2 * self.limit
         if not self.healthy or (self._slow < self.SLOW_ROUNDS and not very_slow):
             return None
+        if quick_peer_since is None or quick_peer_since <= self._slow_since:
+            return None  # slow for everyone, as far as this worker knows: Redis is
         recovered_for = now - self._back_at
         self._hold = (
             min(self._hold * 2, MAX_BACKOFF) if recovered_for < 4 * self._hold else self.grace

@@ -9,6 +9,8 @@ they were assigned to, and back again a round later.
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from coder_ring.metrics.worker import WorkerMetrics
@@ -53,6 +55,9 @@ class RegistryView:
         #: The assignment (ring -> member id) and the healthy live members, as last read.
         self.assignment: dict[str, str] = {}
         self.live: set[str] = set()
+        #: The other members as last read, and when (monotonic).
+        self.peers: list[MemberInfo] = []
+        self.read_at = float("-inf")
 
     def round(self, info: MemberInfo, healthy: bool) -> bool:
         """Heartbeat ``info``, coordinate if elected and ``healthy``, and read the
@@ -64,6 +69,8 @@ class RegistryView:
             answered = True
             members = live_members(self.client, self.namespace)
             live = {member.id for member in members if member.healthy}
+            self.peers = [member for member in members if member.id != info.id]
+            self.read_at = time.monotonic()
             rings = {ring for member in members for ring in member.rings}
             holders = lock_holders(self.client, self.namespace, rings)
             self.metrics.saw_holders(holders)  # tells a failover from a handoff
@@ -78,3 +85,14 @@ class RegistryView:
         except redis.RedisError as error:
             self.reach.failed(error)  # one line per outage; the last assignment is followed
         return answered
+
+    def quick_peer_since(self, limit: float, period: float) -> float | None:
+        """The latest monotonic time at which a lease round of another healthy member
+        began that its Redis answered within ``limit`` (None: no such member): its
+        record, written at the start of its next round, says how its last one went."""
+        began = [
+            self.read_at - peer.age - period
+            for peer in self.peers
+            if peer.healthy and peer.age is not None and peer.redis_seconds <= limit
+        ]
+        return max(began, default=None)

@@ -89,6 +89,8 @@ class WorkerRuntime:
         self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
+        #: Seconds the Redis calls of the last lease round took (published in the heartbeat).
+        self.redis_seconds = 0.0
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
@@ -220,6 +222,7 @@ class WorkerRuntime:
             healthy=self.healthy,
             database=redact_url(self.settings.engine.database_url),
             holding=tuple(sorted(name for name, seat in self.seats.items() if seat.has_lock())),
+            redis_seconds=round(self.redis_seconds, 3),
         )
 
     # -- the lease thread -------------------------------------------------------------
@@ -258,7 +261,9 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        if self.link.round(time.monotonic() - began, answered or tended) == LOST:
+        self.redis_seconds = time.monotonic() - began
+        quick_peer = self.registry.quick_peer_since(self.link.limit, self.settings.lock_ttl / 3)
+        if self.link.round(self.redis_seconds, answered or tended, quick_peer) == LOST:
             self._give_up("Redis answers too slowly")
         self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl

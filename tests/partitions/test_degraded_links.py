@@ -31,10 +31,15 @@ TIMEOUT = 120
 SLOW = Fault("slow lossy link", lambda net, host: net.slow(host, 200, 50, 0.05), 15.0)
 SHORT = Fault("partition shorter than the TTL", Network.cut, 0.7 * LOCK_TTL)
 LONGER = Fault("partition just past the TTL", Network.cut, LOCK_TTL + 1.0)
+#: The bound stated for late requests is 2 x TTL + the delay, not issue 20's 2 x TTL:
+#: the renewals of the worker's one lease, sent before it gave its rings up for lost (no
+#: answer came back), land up to the delay later and keep its locks that much longer
+#: (measured 5.4-6.4 s with a 3 s TTL).
 LATE = Fault(
     "requests to Redis 1.5 s late",
     lambda net, host: net.slow(host, 1500, target="redis", direction="out"),
     9.0,
+    gap_allowance=1.5,
 )
 
 

@@ -53,23 +53,41 @@ def test_registry_clients_never_retry() -> None:
 
 def test_a_link_is_degraded_by_two_slow_rounds_in_a_row_and_well_after_its_hold() -> None:
     link = LinkHealth(limit=0.1, grace=0.2)
-    assert link.round(0.15, answered=True) is None  # one slow round: a blip
+
+    def peer() -> float:
+        return time.monotonic()  # another member's round just began, and was quick
+
+    assert link.round(0.15, answered=True, quick_peer_since=peer()) is None  # a blip
     assert link.round(0.01, answered=True) is None
-    assert link.round(0.15, answered=True) is None
+    assert link.round(0.15, answered=True, quick_peer_since=peer()) is None
     assert link.round(0.15, answered=False) is None  # nothing answered (a cut): no count
     assert link.healthy
-    assert link.round(0.15, answered=True) == "lost"  # the second slow round in a row
+    assert link.round(0.15, answered=True, quick_peer_since=peer()) == "lost"  # 2 in a row
     assert not link.healthy
     assert link.round(0.01, answered=True) is None  # quick, but not for the hold yet
     time.sleep(0.25)
     assert link.round(0.01, answered=True) == "back"
     # Degraded again soon after: the hold doubles.
-    link.round(0.15, answered=True)
-    assert link.round(0.15, answered=True) == "lost"
+    link.round(0.15, answered=True, quick_peer_since=peer())
+    assert link.round(0.15, answered=True, quick_peer_since=peer()) == "lost"
     link.round(0.01, answered=True)
     time.sleep(0.25)
     assert link.round(0.01, answered=True) is None, "the hold did not double"
     time.sleep(0.2)
     assert link.round(0.01, answered=True) == "back"
     # One round that took its whole period (twice the limit): degraded at once.
-    assert LinkHealth(limit=0.1, grace=0.2).round(0.25, answered=True) == "lost"
+    assert LinkHealth(limit=0.1, grace=0.2).round(0.25, True, peer()) == "lost"
+
+
+def test_a_redis_slow_for_every_member_degrades_none() -> None:
+    # Red team 3: Redis itself slow (every worker's calls late) made every worker give
+    # every ring up at once. A worker is degraded only by a peer's quick round that began
+    # after its own slow rounds began: the others do answer in time.
+    link = LinkHealth(limit=0.1, grace=0.2)
+    before = time.monotonic() - 1.0  # the peers' last quick round: before the slowness
+    for _ in range(5):
+        assert link.round(0.25, answered=True, quick_peer_since=before) is None
+        assert link.round(0.25, answered=True, quick_peer_since=None) is None
+    assert link.healthy
+    # A peer quick since: this worker's link is the slow one.
+    assert link.round(0.25, answered=True, quick_peer_since=time.monotonic()) == "lost"
