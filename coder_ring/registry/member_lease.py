@@ -30,7 +30,8 @@ from coder_ring.registry.lease import SAFE_SHARE, as_text, holder_name
 # ARGV[3]: the prefix of a member's lease key, ARGV[3 + i]: what to do with KEYS[1 + i]:
 # 't' keep it or take it if free, 'k' keep it only, 'd' delete it if ours. Returns 1 per
 # lock that names us afterwards. A lock with a TTL of its own is a worker's of the
-# version before member leases: it is valid while its TTL runs (a rolling upgrade).
+# version before member leases (0.2.0, stopped for the upgrade but its lock not yet
+# expired): it is valid while its TTL runs. Versions do not run side by side (README).
 _TEND = """
 redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local result = {}
