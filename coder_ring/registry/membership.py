@@ -9,7 +9,7 @@ A graceful stop deletes the record first.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import redis
 
@@ -75,7 +75,10 @@ class MemberInfo:
         data = json.loads(text)
         data["rings"] = tuple(data["rings"])
         data["holding"] = tuple(data.get("holding", ()))
-        return cls(**data, age=age)
+        # Fields a newer worker added are left out: callers and workers are deployed
+        # apart, and a caller that cannot read a newer worker's record fails every call.
+        known = {member_field.name for member_field in fields(cls)} - {"age"}
+        return cls(**{key: value for key, value in data.items() if key in known}, age=age)
 
 
 class Membership:
