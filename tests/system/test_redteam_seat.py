@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import redis
 
-from coder_ring import RingService, SqlStore
-from coder_ring.celery.runtime import WorkerRuntime
-from coder_ring.config import load_rings
 from coder_ring.ring_server import RingServer
-from coder_ring.settings import Settings, WorkerSettings
-from tests.system.test_redteam_stop import shared_redis  # noqa: F401 - a fixture
+from tests.system.test_redteam_stop import one_ring_runtime, shared_redis  # noqa: F401
 
 pytestmark = [pytest.mark.redis]
 
@@ -32,21 +27,7 @@ def test_a_lost_locks_pools_are_dropped_only_between_requests(
     shared_redis: str,  # noqa: F811 - the fixture
     tmp_path: Path,
 ) -> None:
-    rings = tmp_path / "rings.toml"
-    rings.write_text("[rings.one]\nbase_length = 2\npool_size = 8\n")
-    url = f"sqlite:///{tmp_path / 'rings.db'}"
-    namespace = f"rt{uuid.uuid4().hex[:10]}"
-    settings = WorkerSettings(
-        engine=Settings(database_url=url, config_path=rings),
-        redis_url=shared_redis,
-        broker_url=shared_redis,
-        result_backend=shared_redis,
-        namespace=namespace,
-        lock_ttl=3.0,
-    )
-    service = RingService(SqlStore(url), load_rings(rings))
-    service.migrate()
-    runtime = WorkerRuntime(settings, [], "node-a", service)
+    runtime, service, namespace = one_ring_runtime(shared_redis, tmp_path)
     client = redis.Redis.from_url(shared_redis)
     received: list[str] = []
     try:

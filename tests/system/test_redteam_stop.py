@@ -39,26 +39,33 @@ def shared_redis() -> str:
     return REDIS_TEST_URL
 
 
-def test_a_stopped_worker_is_not_a_member_after_stop(shared_redis: str, tmp_path: Path) -> None:
-    """After ``stop()`` returns the worker must not be a live member: standbys take a
-    ring only when its assigned member is not live, so a member re-registered by the
-    round's heartbeat after ``leave`` keeps its rings unserved for up to a lock TTL
-    (and a coordinator round after ``resign`` can even assign rings to it)."""
+def one_ring_runtime(redis_url: str, tmp_path: Path) -> tuple[WorkerRuntime, RingService, str]:
+    """An in-process worker runtime (not started) serving ring ``one`` (32 codes, pool 8)
+    from an SQLite file, in a namespace of its own: the runtime, its service, the
+    namespace."""
     rings = tmp_path / "rings.toml"
     rings.write_text("[rings.one]\nbase_length = 2\npool_size = 8\n")
     url = f"sqlite:///{tmp_path / 'rings.db'}"
     namespace = f"rt{uuid.uuid4().hex[:10]}"
     settings = WorkerSettings(
         engine=Settings(database_url=url, config_path=rings),
-        redis_url=shared_redis,
-        broker_url=shared_redis,
-        result_backend=shared_redis,
+        redis_url=redis_url,
+        broker_url=redis_url,
+        result_backend=redis_url,
         namespace=namespace,
         lock_ttl=3.0,
     )
     service = RingService(SqlStore(url), load_rings(rings))
     service.migrate()
-    runtime = WorkerRuntime(settings, [], "node-a", service)
+    return WorkerRuntime(settings, [], "node-a", service), service, namespace
+
+
+def test_a_stopped_worker_is_not_a_member_after_stop(shared_redis: str, tmp_path: Path) -> None:
+    """After ``stop()`` returns the worker must not be a live member: standbys take a
+    ring only when its assigned member is not live, so a member re-registered by the
+    round's heartbeat after ``leave`` keeps its rings unserved for up to a lock TTL
+    (and a coordinator round after ``resign`` can even assign rings to it)."""
+    runtime, _, namespace = one_ring_runtime(shared_redis, tmp_path)
     client = redis.Redis.from_url(shared_redis)
     try:
         runtime.start()
