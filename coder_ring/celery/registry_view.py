@@ -87,12 +87,19 @@ class RegistryView:
         return answered
 
     def quick_peer_since(self, limit: float, period: float) -> float | None:
-        """The latest monotonic time at which a lease round of another healthy member
-        began that its Redis answered within ``limit`` (None: no such member): its
-        record, written at the start of its next round, says how its last one went."""
+        """The latest monotonic time by which a lease round of another healthy member
+        surely began that its Redis answered well within ``limit`` (None: no such
+        member): its record, written at the start of its next round, says how its last
+        one went. Cautious on every count, since a wrong "quick" makes this worker give
+        its rings up: half the limit (members make a few calls more or less a round),
+        and dated a period earlier still (the record's age is Redis's, which a slow
+        Redis stamps late)."""
         began = [
-            self.read_at - peer.age - period
+            self.read_at - peer.age - 2 * period
             for peer in self.peers
-            if peer.healthy and peer.age is not None and peer.redis_seconds <= limit
+            if peer.healthy
+            and peer.age is not None
+            and peer.redis_seconds is not None
+            and peer.redis_seconds <= limit / 2
         ]
         return max(began, default=None)

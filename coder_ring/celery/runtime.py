@@ -89,8 +89,8 @@ class WorkerRuntime:
         self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
-        #: Seconds the Redis calls of the last lease round took (published in the heartbeat).
-        self.redis_seconds = 0.0
+        #: Seconds of the Redis calls of the last healthy lease round (in the heartbeat).
+        self.redis_seconds: float | None = None
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
@@ -222,7 +222,7 @@ class WorkerRuntime:
             healthy=self.healthy,
             database=redact_url(self.settings.engine.database_url),
             holding=tuple(sorted(name for name, seat in self.seats.items() if seat.has_lock())),
-            redis_seconds=round(self.redis_seconds, 3),
+            redis_seconds=None if self.redis_seconds is None else round(self.redis_seconds, 3),
         )
 
     # -- the lease thread -------------------------------------------------------------
@@ -261,9 +261,11 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        self.redis_seconds = time.monotonic() - began
+        seconds, healthy = time.monotonic() - began, self.healthy
+        # An unhealthy round makes fewer calls (no bid to coordinate): no fair figure.
+        self.redis_seconds = seconds if healthy else None
         quick_peer = self.registry.quick_peer_since(self.link.limit, self.settings.lock_ttl / 3)
-        if self.link.round(self.redis_seconds, answered or tended, quick_peer) == LOST:
+        if self.link.round(seconds, answered or tended, quick_peer) == LOST:
             self._give_up("Redis answers too slowly")
         self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl

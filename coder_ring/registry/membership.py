@@ -58,8 +58,9 @@ class MemberInfo:
     database: str
     #: Rings it holds now.
     holding: tuple[str, ...] = ()
-    #: Seconds the Redis calls of its last lease round took (how well its link answers).
-    redis_seconds: float = 0.0
+    #: Seconds the Redis calls of its last lease round took while it was healthy (how
+    #: well its link answers); None before its first such round.
+    redis_seconds: float | None = None
     #: Seconds since its last heartbeat (server time); None before it is read back.
     age: float | None = field(default=None, compare=False)
 

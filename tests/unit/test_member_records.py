@@ -29,7 +29,7 @@ def test_a_newer_workers_record_reads_back_without_its_new_fields() -> None:
 
 def test_an_older_workers_record_reads_back_with_the_defaults() -> None:
     info = MemberInfo.from_json(record(), age=None)
-    assert info.holding == () and info.redis_seconds == 0.0
+    assert info.holding == () and info.redis_seconds is None
 
 
 def test_a_record_round_trips() -> None:
