@@ -261,11 +261,11 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        seconds, healthy = time.monotonic() - began, self.healthy
-        # An unhealthy round makes fewer calls (no bid to coordinate): no fair figure.
-        self.redis_seconds = seconds if healthy else None
+        seconds, answered = time.monotonic() - began, answered or tended
+        # Unfair figures for the others: an unhealthy round (no bid), a failed one (cut short).
+        self.redis_seconds = seconds if answered and self.healthy else None
         quick_peer = self.registry.quick_peer_since(self.link.limit, self.settings.lock_ttl / 3)
-        if self.link.round(seconds, answered or tended, quick_peer) == LOST:
+        if self.link.round(seconds, answered, quick_peer) == LOST:
             self._give_up("Redis answers too slowly")
         self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl

@@ -12,7 +12,7 @@ the coordinator's round (7 calls) can be within the limit while every other memb
 gives every ring up and drops its pools, although its link is no worse than anyone's.
 
 The same rule reads a member that has not measured a round yet as a quick one: a
-worker publishes ``redis_seconds=0.0`` in its first heartbeat (coder_ring/celery/runtime.py
+worker published ``redis_seconds=0.0`` in its first heartbeat (coder_ring/celery/runtime.py
 ``WorkerRuntime.__init__``), so a worker started (or restarted) while Redis is slow for
 everyone makes every other member degrade at once: red team 3's outage, brought back by
 any restart during it.
@@ -143,7 +143,8 @@ def degraded(
     while time.monotonic() - began < seconds:
         now = time.monotonic()
         for worker in workers:
-            if samples is not None:
+            # None: its last round was no fair figure (unhealthy, or failed).
+            if samples is not None and worker.redis_seconds is not None:
                 samples.setdefault(worker.node, set()).add(round(worker.redis_seconds, 2))
             if not worker.healthy:
                 sick.setdefault(worker.node, round(now - began, 1))
