@@ -31,7 +31,7 @@ from typing import Any
 
 from coder_ring.registry.membership import live_members
 from coder_ring.service import RingService
-from tests.harness import ProcessGroup, caller_app, engine_settings, worker_env, write_rings
+from tests.harness import ProcessGroup, caller_app, engine_settings, write_rings
 from tests.harness.netns import Host, Network
 from tests.harness.netns_servers import NetnsWorker, host_env, veth_servers
 from tests.partitions.test_partition import (
@@ -40,8 +40,8 @@ from tests.partitions.test_partition import (
     REQUEST_TIMEOUT,
     RINGS,
     SLACK,
-    TASK_EXPIRES,
     VISIBILITY,
+    cluster_env,
     held,
     log_since,
     wait_for_spread,
@@ -182,17 +182,9 @@ def run_faults(network: Network, tmp_path: Path, faults: list[Fault], count: int
     for 1, else ``get_codes``); each fault dealt in turn (see the module)."""
     hosts = network.add_hosts(3)
     with veth_servers(network) as (redis_server, pg_server):
-        env = worker_env(
-            redis_url=redis_server.url,
-            database_url=pg_server.url,
-            rings_file=write_rings(tmp_path / "rings.toml", **RINGS),
-            lock_ttl=LOCK_TTL,
-            visibility_timeout=VISIBILITY,
-            task_expires=TASK_EXPIRES,
-            namespace="faults",
-        )
+        rings_file = write_rings(tmp_path / "rings.toml", **RINGS)
+        env = cluster_env(redis_server.url, pg_server.url, rings_file, "faults")
         service = RingService.from_settings(engine_settings(env))
-        service.migrate()  # once, before three workers try at the same time
         try:
             with ProcessGroup(tmp_path / "processes") as group, caller_app(env) as app:
                 workers = []

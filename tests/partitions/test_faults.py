@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from coder_ring.service import RingService
-from tests.harness import ProcessGroup, caller_app, engine_settings, worker_env, write_rings
+from tests.harness import ProcessGroup, caller_app, write_rings
 from tests.harness.netns import Network
 from tests.harness.netns_servers import NetnsWorker, host_env, veth_servers
 from tests.partitions.scenario import healthy
@@ -34,8 +33,7 @@ from tests.partitions.test_partition import (
     REQUEST_TIMEOUT,
     RINGS,
     SLACK,
-    TASK_EXPIRES,
-    VISIBILITY,
+    cluster_env,
     held,
     log_since,
     wait_for_spread,
@@ -56,18 +54,8 @@ def cut_one_server(network: Network, tmp_path: Path, target: str) -> dict[str, A
     started = time.monotonic()
     hosts = network.add_hosts(3)
     with veth_servers(network) as (redis_server, pg_server):
-        env = worker_env(
-            redis_url=redis_server.url,
-            database_url=pg_server.url,
-            rings_file=write_rings(tmp_path / "rings.toml", **RINGS),
-            lock_ttl=LOCK_TTL,
-            visibility_timeout=VISIBILITY,
-            task_expires=TASK_EXPIRES,
-            namespace="faults",
-        )
-        service = RingService.from_settings(engine_settings(env))
-        service.migrate()
-        service.close()
+        rings_file = write_rings(tmp_path / "rings.toml", **RINGS)
+        env = cluster_env(redis_server.url, pg_server.url, rings_file, "faults")
         with ProcessGroup(tmp_path / "processes") as group, caller_app(env) as app:
             workers = []
             for index, host in enumerate(hosts, 1):

@@ -129,6 +129,28 @@ def report(
         )
 
 
+def cluster_env(
+    redis_url: str, database_url: str, rings_file: Path, namespace: str
+) -> dict[str, str]:
+    """The workers' environment of the partition tests (their lock TTL, visibility timeout
+    and task expiry), its database migrated once, before three workers try at once."""
+    env = worker_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        rings_file=rings_file,
+        lock_ttl=LOCK_TTL,
+        visibility_timeout=VISIBILITY,
+        task_expires=TASK_EXPIRES,
+        namespace=namespace,
+    )
+    service = RingService.from_settings(engine_settings(env))
+    try:
+        service.migrate()
+    finally:
+        service.close()
+    return env
+
+
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.postgres
@@ -138,18 +160,7 @@ def test_a_ring_holder_cut_off_for_10_s(network: Network, tmp_path: Path) -> Non
     hosts = network.add_hosts(3)
     with veth_servers(network) as (redis_server, pg_server):
         rings_file = write_rings(tmp_path / "rings.toml", **RINGS)
-        env = worker_env(
-            redis_url=redis_server.url,
-            database_url=pg_server.url,
-            rings_file=rings_file,
-            lock_ttl=LOCK_TTL,
-            visibility_timeout=VISIBILITY,
-            task_expires=TASK_EXPIRES,
-            namespace="partitions",
-        )
-        service = RingService.from_settings(engine_settings(env))
-        service.migrate()  # once, before three workers try at the same time
-        service.close()
+        env = cluster_env(redis_server.url, pg_server.url, rings_file, "partitions")
         with ProcessGroup(tmp_path / "processes") as group, caller_app(env) as app:
             workers = []
             for index, host in enumerate(hosts, 1):
