@@ -58,6 +58,12 @@ class FlakyBook(MemberLease):
         return super().tend(wants)
 
 
+def fresh_names() -> tuple[str, str, str]:
+    """A namespace of the test's own, ring ``one``'s lock key in it, and a member id."""
+    namespace = f"rt2{uuid.uuid4().hex[:8]}"
+    return namespace, f"{namespace}:lock:one", f"me|1|{uuid.uuid4().hex[:8]}"
+
+
 def held_seat(book: MemberLease, ring: str, key: str) -> RingSeat:
     """A seat whose lock is taken and recorded as the lease thread would (closed: the
     worker stops)."""
@@ -72,9 +78,7 @@ def held_seat(book: MemberLease, ring: str, key: str) -> RingSeat:
 def test_keep_goes_on_renewing_after_one_failed_call(client: redis.Redis) -> None:
     """While the worker stops, one failed keep round must not end the renewals of the
     seats not let go yet: their pools are still on the way back."""
-    namespace = f"rt2{uuid.uuid4().hex[:8]}"
-    key = f"{namespace}:lock:one"
-    me = f"me|1|{uuid.uuid4().hex[:8]}"
+    namespace, key, me = fresh_names()
     book = FlakyBook(client, namespace, me, TTL)
     locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
     seat = held_seat(book, "one", key)
@@ -106,9 +110,7 @@ def test_a_handoff_ending_after_a_failed_round_releases_its_lock(client: redis.R
     ``let_go`` ends before the next round, it sees no lock, so it neither releases it
     nor publishes RELEASED: the ring's new holder waits for the lock to expire (up to a
     TTL, 5 s by default) although the pool is home."""
-    namespace = f"rt2{uuid.uuid4().hex[:8]}"
-    key = f"{namespace}:lock:one"
-    me = f"me|1|{uuid.uuid4().hex[:8]}"
+    namespace, key, me = fresh_names()
     book = FlakyBook(client, namespace, me, TTL)
     locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
     seat = held_seat(book, "one", key)
@@ -139,9 +141,7 @@ def test_a_round_longer_than_the_ttl_keeps_the_rings(client: redis.Redis) -> Non
     ring of it lapsed at once (and was taken again, round after round). Between rounds
     the keeper renews the lease alone: the seats stay valid and no standby can take
     their locks. A round stuck for good is not covered: its rings fail over."""
-    namespace = f"rt2{uuid.uuid4().hex[:8]}"
-    key = f"{namespace}:lock:one"
-    me = f"me|1|{uuid.uuid4().hex[:8]}"
+    namespace, key, me = fresh_names()
     book = MemberLease(client, namespace, me, TTL)
     locks = RingLocks(book, me, "me", won=print, lost=print, leave=lambda seat, why: None)
     seat = held_seat(book, "one", key)
