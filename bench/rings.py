@@ -127,6 +127,20 @@ class RingCluster:
             time.sleep(0.25)
         return {"balanced_s": None, **last}
 
+    def wait_consuming(self, started: float, timeout: float) -> float | None:
+        """Seconds from ``started`` until the workers stop declaring ring queues (kombu's
+        SADD of a queue's binding, once per queue a worker starts consuming, nothing
+        else here sends one): then every ring's queue is consumed. None after ``timeout``."""
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() - started < timeout:
+            declares = commandstats(self.client)["sadd"]
+            if declares != last:
+                last, quiet_since = declares, time.monotonic()
+            elif time.monotonic() - quiet_since >= 2.0:
+                return round(quiet_since - started, 2)
+            time.sleep(0.25)
+        return None
+
     def idle(self, seconds: float) -> dict[str, Any]:
         """Redis commands per second (all of them, and per command) while nobody calls."""
         before, started = commandstats(self.client), time.monotonic()
@@ -199,6 +213,8 @@ def measure_size(
             raise TimeoutError(f"{rings} rings not all held after {params.timeout_s} s")
         figures[f"{prefix}.held_s"] = held
         cluster.wait_balanced(started, params.timeout_s)
+        consuming = cluster.wait_consuming(started, params.timeout_s)
+        figures[f"{prefix}.consuming_s"] = consuming if consuming is not None else float("inf")
         time.sleep(params.settle_s)
         idle = cluster.idle(params.idle_s)
         figures[f"{prefix}.idle_cmds_per_s"] = idle["redis_cmds_per_s"]

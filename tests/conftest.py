@@ -54,7 +54,6 @@ TIMED_UNDER_FAULTS = (
     "tests/system/test_graceful_accounting.py",
     "tests/system/test_registry_cluster.py",
     "tests/system/test_redteam_slow_redis.py",
-    "tests/system/test_redteam4_relative_health.py",
 )
 
 

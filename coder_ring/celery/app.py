@@ -17,6 +17,7 @@ import click
 from celery import Celery
 
 from coder_ring.celery.caller_errors import CallerErrorLog
+from coder_ring.celery.doorbell import transport_for
 from coder_ring.celery.names import control_exchange, event_exchange, misc_queue
 from coder_ring.celery.ring_tasks import RingTasks, register
 from coder_ring.config import RingConfig, RingsFile
@@ -67,6 +68,8 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self.caller_errors = CallerErrorLog(settings.log_interval)
         self.conf.update(
             broker_url=settings.broker_url,
+            # kombu's Redis transport, with a doorbell per worker (many rings, issue 19).
+            broker_transport=transport_for(settings.broker_url),
             result_backend=settings.result_backend,
             broker_connection_retry_on_startup=True,
             task_default_queue=misc_queue(settings.namespace),
@@ -102,6 +105,7 @@ class CoderRingApp(Celery):  # type: ignore[misc]
                 # many rings this halves its cost (measured: p50 -40%, burst +50% at
                 # 1,000 rings).
                 "priority_steps": [0],
+                "coder_ring_namespace": settings.namespace,
                 **sentinel_options(settings, settings.broker_url),
             },
             result_backend_transport_options={

@@ -21,6 +21,7 @@ from coder_ring.celery.app import CoderRingApp
 from coder_ring.celery.names import ring_queue
 from coder_ring.celery.runtime import WorkerRuntime
 from coder_ring.errors import CoderRingError
+from coder_ring.registry.keys import doorbell_key
 
 log = logging.getLogger("coder_ring.worker")
 RECONCILE_SECONDS = 0.5
@@ -107,6 +108,11 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
         app.runtime = self.runtime
 
     def start(self, c: Any) -> None:
+        # Wait on this worker's doorbell, not on every ring queue (doorbell.py); also
+        # after a broker reconnect (a new channel), before the loop consumes again.
+        use_doorbell = getattr(c.task_consumer.channel, "use_doorbell", None)
+        if use_doorbell is not None:
+            use_doorbell(doorbell_key(self.runtime.namespace, self.runtime.member_id))
         hub = c.hub
         if hub is not None:
             self.runtime.on_change = lambda: self._soon(hub)

@@ -23,6 +23,12 @@ def member_lease_key(namespace: str, member: str) -> str:
     return _key(namespace, "lease", member)
 
 
+def doorbell_key(namespace: str, member: str) -> str:
+    """A worker's doorbell: the list of ring queues callers have sent a request to
+    (:mod:`coder_ring.celery.doorbell`)."""
+    return _key(namespace, "doorbell", member)
+
+
 def member_key(namespace: str, member: str) -> str:
     """A worker's membership record (a hash that expires unless heartbeated)."""
     return _key(namespace, "member", member)

@@ -16,20 +16,20 @@ from tests.servers import PrivateRedis
 ADMIN = "admin"
 PASSWORD = "s3cret-pw"
 
-#: The commands workers and callers send: the registry's (locks are scripts: EVALSHA,
-#: SCRIPT LOAD/EXISTS when the script is not cached, as after a failover), kombu's (the
-#: queues, their bindings and acknowledgements), Celery's results and pub/sub. Leaving
+#: The commands workers and callers send: the registry's and the doorbells' (scripts:
+#: EVALSHA, SCRIPT LOAD/EXISTS when the script is not cached, as after a failover),
+#: kombu's (the queues, their bindings and acknowledgements), Celery's results and pub/sub. Leaving
 #: out any one of them fails ``tests/ha/test_redis_acl.py``.
 COMMANDS = (
-    "+ping +get +set +setex +del +mget +pexpire +time +llen +lpush +brpop "
+    "+ping +get +set +setex +del +mget +pexpire +time +llen +lpush +brpop +rpop +exists "
     "+hset +hdel +hgetall +hmget +sadd +srem +smembers +zadd +zrem +zrange +zrangebyscore "
     "+multi +exec +evalsha +script|load +script|exists "
     "+publish +subscribe +unsubscribe +psubscribe +punsubscribe"
 )
 #: Commands of paths that test does not take, from kombu's source: the restore of a
-#: dead worker's unacknowledged request (a WATCH transaction, HGET, RPUSH), the sweep
-#: of expired bindings (EXISTS); SELECT for a database other than 0.
-RARE_COMMANDS = "+watch +unwatch +discard +hget +rpush +exists +select"
+#: dead worker's unacknowledged request (a WATCH transaction, HGET, RPUSH); SELECT for a
+#: database other than 0.
+RARE_COMMANDS = "+watch +unwatch +discard +hget +rpush +select"
 
 
 def namespace_rules(namespace: str, db: int = 0) -> str:

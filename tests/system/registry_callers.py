@@ -156,7 +156,8 @@ def check_requests(requests: list[Request], faults: dict[str, tuple[float, float
                 name = type(r.error).__name__
                 print(f"    {r.ring} {r.task_id} {name} sent at +{r.started - start:.2f} s")
     assert all(r.ended - r.started <= REQUEST_TIMEOUT + 5 for r in requests)
-    assert set(errors) <= CLEAR_ERRORS, errors
+    unclear = [r.error for r in requests if r.error and type(r.error).__name__ not in CLEAR_ERRORS]
+    assert set(errors) <= CLEAR_ERRORS, (errors, [repr(error) for error in unclear[:5]])
     outside = [
         r
         for r in requests
