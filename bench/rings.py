@@ -26,6 +26,7 @@ import redis
 from bench.calls import DuplicateCode, percentile
 from bench.worker import BenchWorker, Workers
 from coder_ring.celery.app import create_app
+from coder_ring.celery.names import ring_queue
 from coder_ring.registry.keys import assignment_key
 from coder_ring.registry.lease import as_text
 from coder_ring.registry.member_lease import lock_holders
@@ -128,16 +129,14 @@ class RingCluster:
         return {"balanced_s": None, **last}
 
     def wait_consuming(self, started: float, timeout: float) -> float | None:
-        """Seconds from ``started`` until the workers stop declaring ring queues (kombu's
-        SADD of a queue's binding, once per queue a worker starts consuming, nothing
-        else here sends one): then every ring's queue is consumed. None after ``timeout``."""
-        last, quiet_since = -1, time.monotonic()
+        """Seconds from ``started`` until every ring's queue is bound (kombu declares a
+        queue, a SADD of its binding, as a worker starts consuming it; nobody has
+        published yet), or None after ``timeout``."""
+        pattern = f"_kombu.binding.{ring_queue(self.settings.namespace, '*')}"
         while time.monotonic() - started < timeout:
-            declares = commandstats(self.client)["sadd"]
-            if declares != last:
-                last, quiet_since = declares, time.monotonic()
-            elif time.monotonic() - quiet_since >= 2.0:
-                return round(quiet_since - started, 2)
+            bound = sum(1 for _ in self.client.scan_iter(match=pattern, count=10_000))
+            if bound >= len(self.rings):
+                return round(time.monotonic() - started, 2)
             time.sleep(0.25)
         return None
 
