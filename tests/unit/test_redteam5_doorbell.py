@@ -5,6 +5,7 @@ refuses the sweep for a moment, and what it asks Redis per request.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -78,10 +79,8 @@ def consuming(
 def drain(conn: Connection, got: list[str], until: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while len(got) < until and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(TimeoutError):
             conn.drain_events(timeout=0.05)
-        except TimeoutError:
-            pass
 
 
 def test_a_sweep_refused_for_a_moment_does_not_break_the_wait_in_flight(
@@ -205,3 +204,71 @@ def test_a_moment_of_busy_redis_does_not_give_the_doorbell_up_for_good(
     longest = max(len(words) for words in waits)
     assert longest <= 1 + 2 + 8 + 1, f"a BRPOP named {longest - 2} keys after a busy moment"
     admin.close()
+
+
+@pytest.fixture
+def old_rules_server() -> Iterator[tuple[Any, str]]:
+    """A Redis whose user ``coder`` has the README's ACL rules of 0.2.0 (no ``+rpop``):
+    the CHANGELOG's upgrade note says its workers "wait on every ring queue, as 0.2.0
+    did". Yields the server and the namespace."""
+    from tests.harness.acl_redis import AclRedis, namespace_rules
+
+    namespace = f"rt5a{uuid.uuid4().hex[:6]}"
+    rules = namespace_rules(namespace).replace("+rpop ", "")
+    acl = AclRedis({"coder": rules})
+    try:
+        acl.start()
+        yield acl, namespace
+    finally:
+        acl.close()
+
+
+def test_after_giving_the_doorbell_up_every_queue_is_waited_on(
+    old_rules_server: tuple[Any, str],
+) -> None:
+    """Once the doorbell is given up, kombu's round robin decides which queues BRPOP names:
+    ``_update_queue_cycle`` runs inside kombu's basic_consume/_basic_cancel, *before*
+    ``_Doorbell`` clears its cached ``active_queues``, so the cycle gets the list of before
+    the change. A ring queue consumed afterwards (a ring moving in) is never named: its
+    requests wait for ever. After a queue is cancelled (a ring moving out), the cycle keeps
+    it and BRPOP names len(active) of its items: the one served last (rotated to the end)
+    is left out -- a caller's next request on that ring waits until another ring is served."""
+    server, namespace = old_rules_server
+    admin = server.client()
+    for ring in ("a", "b", "c"):
+        admin.set(lock_key(namespace, ring), MEMBER)
+    got: list[str] = []
+
+    def on_message(body: Any, message: Any) -> None:
+        got.append(body)
+        message.ack()
+
+    with (
+        connection(server.url_of("coder"), namespace) as conn,
+        connection(server.url, namespace) as publisher,
+    ):
+        channel = conn.default_channel
+        assert channel.use_doorbell(doorbell_key(namespace, MEMBER))
+        consumer = Consumer(channel, [queue_of(namespace, "a"), queue_of(namespace, "b")])
+        consumer.register_callback(on_message)
+        consumer.consume()
+        drain(conn, got, 1, seconds=0.5)  # the pop script is refused: kombu's waits
+        assert channel.doorbell is None, "given up, as the CHANGELOG says"
+        producer = Producer(publisher.default_channel)
+
+        def served(ring: str, body: str) -> bool:
+            queue = queue_of(namespace, ring)
+            producer.publish(body, exchange=queue.exchange, routing_key=queue.name)
+            drain(conn, got, len(got) + 1, seconds=3.0)
+            return body in got
+
+        assert served("a", "before")
+        # A ring moves in: what RingOwnership.reconcile does (add_queue, then consume).
+        consumer.add_queue(queue_of(namespace, "c"))
+        consumer.consume()
+        moved_in = served("c", "to-the-ring-that-moved-in")
+        # A ring moves out (cancel_task_queue), then one caller asks ring b twice.
+        consumer.cancel_by_queue(queue_of(namespace, "a").name)
+        first, second = served("b", "b-first"), served("b", "b-second")
+    admin.close()
+    assert (moved_in, first, second) == (True, True, True), got
