@@ -272,3 +272,21 @@ def test_after_giving_the_doorbell_up_every_queue_is_waited_on(
         first, second = served("b", "b-first"), served("b", "b-second")
     admin.close()
     assert (moved_in, first, second) == (True, True, True), got
+
+
+def test_an_unblocked_wait_does_not_give_the_doorbell_up(server: PrivateRedis) -> None:
+    """Redis ends a blocked BRPOP with -UNBLOCKED when the server turns replica (REPLICAOF,
+    a failover's demotion, Redis >= 6.2) or on CLIENT UNBLOCK ... ERROR: a ResponseError, so
+    the worker gives its doorbell up for the life of its connection (and kombu's queue
+    cycle then goes stale: test_after_giving_the_doorbell_up_every_queue_is_waited_on).
+    Expected: a wait ended by the server is simply sent again."""
+    namespace = f"rt5u{uuid.uuid4().hex[:6]}"
+    admin = server.client()
+    with consuming(server.url, namespace, ["a", "b"]) as (conn, channel, got):
+        drain(conn, got, 1, seconds=0.3)  # first looks done: a BRPOP on the doorbell waits
+        blocked = [c["id"] for c in admin.client_list() if c.get("cmd") == "brpop"]
+        assert blocked
+        admin.execute_command("CLIENT", "UNBLOCK", blocked[0], "ERROR")
+        drain(conn, got, 1, seconds=0.3)
+        assert channel.doorbell is not None, "the doorbell was given up for an -UNBLOCKED"
+    admin.close()
