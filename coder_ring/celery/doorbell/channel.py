@@ -1,32 +1,10 @@
-"""kombu's Redis transport with a doorbell per worker: a request costs a worker the same
-whatever the number of ring queues it consumes (issue 19).
-
-kombu's Redis transport waits with one ``BRPOP`` over every queue a worker consumes and
-sends it again after each message: with 2,500 ring queues, 2,500 keys a message, packed
-by the worker and registered and unregistered by Redis. Each ring keeps its own queue (a
-request waits in its ring's queue, whoever serves the ring next); what changes is how a
-worker learns which of its queues has one:
-
-* a caller publishes to a ring's queue and, in the same script (one round trip, like
-  kombu's ``LPUSH``), pushes the queue's name to the doorbell of the member its ring's
-  lock names (:func:`~coder_ring.registry.keys.doorbell_key`);
-* the worker waits with ``BRPOP`` on its doorbell, its other queues (the no-op's) and the
-  few ring queues that served last; a name from the doorbell marks its queue rung, and
-  rung queues are popped by one script (from the first that holds a request), which
-  also takes the doorbell's next names;
-* nothing waits unseen: a queue the worker starts consuming is rung at once (it may hold
-  requests rung at the previous holder, or at nobody), and every :data:`SWEEP_SECONDS`
-  one ``EXISTS`` over its ring queues finds requests nobody rang (given back by kombu
-  after a visibility timeout, rejected by a worker that stopped, sent by a publisher
-  without this transport).
-
-A ring's name rung at a worker that does not consume its queue (the ring moved) is
-dropped: the request waits in the ring's queue for its holder's first look or sweep.
-"""
+"""What the doorbell adds to kombu's Redis channel: a caller's publish rings the ring's
+holder; a worker waits on its doorbell and pops the queues it was rung for, looks at each
+queue it starts consuming, and sweeps its ring queues for requests nobody rang
+(:mod:`coder_ring.celery.doorbell`)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 from queue import Empty
@@ -34,70 +12,37 @@ from time import monotonic
 from typing import Any
 
 import redis
-from kombu.transport import redis as kombu_redis
 from kombu.utils import json as kombu_json
 
+from coder_ring.celery.doorbell.scripts import (
+    DOORBELL_LENGTH,
+    DOORBELL_NAMES,
+    DOORBELL_TTL_MS,
+    PAUSE_SECONDS,
+    POP,
+    POP_QUEUES,
+    POP_SHA,
+    PUBLISH,
+    RECENT_QUEUES,
+    SWEEP,
+    SWEEP_KEYS,
+)
 from coder_ring.celery.names import ring_queue
 from coder_ring.registry.keys import doorbell_key, lock_key
 
-#: Ring queues a worker's ``BRPOP`` names besides its doorbell: those that served last,
-#: so a request on a busy ring is taken in one round trip.
-RECENT_QUEUES = 8
-#: Rung queues one pop tries at most, and doorbell names it takes.
-POP_QUEUES = 64
-DOORBELL_NAMES = 100
-#: How often a worker looks for requests nobody rang.
-SWEEP_SECONDS = 0.25
-SWEEP_KEYS = 1000
-#: A doorbell outlives its last ring this long (a dead worker's is then gone), and holds
-#: this many names at most (a worker that stopped looking: the sweep finds the rest).
-DOORBELL_TTL_MS = 60_000
-DOORBELL_LENGTH = 10_000
-
 log = logging.getLogger("coder_ring.worker")
+#: Refusals that last: the user's ACL rules (a script's own command refused says the
+#: second), a Redis older than 6.2 (RPOP with a count).
+_LASTING = ("noperm", "can't run this command", "unknown command", "wrong number of arguments")
 #: kombu's JSON (its types, as its own transport writes messages); untyped.
 _json: Any = kombu_json
-
-# KEYS[1]: a ring's queue, KEYS[2]: the ring's lock. ARGV[1]: the message, ARGV[2]: the
-# prefix of a member's doorbell, ARGV[3]: its TTL (ms), ARGV[4]: its names at most.
-_PUBLISH = """
-redis.call('lpush', KEYS[1], ARGV[1])
-local holder = redis.call('get', KEYS[2])
-if holder then
-  local bell = ARGV[2] .. holder
-  if redis.call('llen', bell) < tonumber(ARGV[4]) then redis.call('lpush', bell, KEYS[1]) end
-  redis.call('pexpire', bell, ARGV[3])
-end
-return 1
-"""
-# KEYS[1..n-1]: queues to pop from, in order; KEYS[n]: the doorbell. ARGV[1]: names to
-# take off the doorbell. Returns {index of the queue popped or 0, message, names}.
-_POP = """
-local names = redis.call('rpop', KEYS[#KEYS], ARGV[1]) or {}
-for index = 1, #KEYS - 1 do
-  local message = redis.call('rpop', KEYS[index])
-  if message then return {index, message, names} end
-end
-return {0, '', names}
-"""
-#: Scripts go by their digest (EVALSHA): the ACL rules grant no EVAL (README, Redis ACL).
-_POP_SHA = hashlib.sha1(_POP.encode()).hexdigest()
-# KEYS: ring queues. Returns the indexes of those holding a request (idle: one EXISTS).
-_SWEEP = """
-if redis.call('exists', unpack(KEYS)) == 0 then return {} end
-local found = {}
-for index = 1, #KEYS do
-  if redis.call('exists', KEYS[index]) == 1 then found[#found + 1] = index end
-end
-return found
-"""
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class _Doorbell:
+class Doorbell:
     """What the doorbell adds to kombu's Redis channel (mixed into the plain and the
     Sentinel channel). Everything but :meth:`_put` runs on the worker's event loop."""
 
@@ -112,7 +57,11 @@ class _Doorbell:
         self._rung: dict[str, None] = {}  # ring queues that may hold a request, in turn
         self._recent: dict[str, None] = {}
         self._active: list[str] | None = None
+        self._sweep_order: list[str] | None = None  # the ring queues, in sweep order
+        self._sweep_next = 0
+        self._paused_until = 0.0
         self._sent: list[str] | None = None  # keys of the command in flight
+        self._bell_sent = ""  # the doorbell it waits on
         self._popping = False  # that command is the pop script, not BRPOP
         self._woken = False
         self._others_first = False
@@ -145,7 +94,7 @@ class _Doorbell:
         args = [_json.dumps(message), doorbell_key(namespace, ""), DOORBELL_TTL_MS]
         args.append(DOORBELL_LENGTH)
         with self.conn_or_acquire() as client:  # type: ignore[attr-defined]
-            client.register_script(_PUBLISH)(keys=keys, args=args)
+            client.register_script(PUBLISH)(keys=keys, args=args)
 
     # -- consuming (workers) ---------------------------------------------------------
 
@@ -160,16 +109,22 @@ class _Doorbell:
     @property
     def active_queues(self) -> list[str]:
         # kombu builds this list at every poll (twice a message): O(queues) each time.
+        # Kept only while the doorbell is in use: kombu's round robin reads it while
+        # consume and cancel change it.
+        if self.doorbell is None:
+            return list(super().active_queues)  # type: ignore[misc]
         if self._active is None:
             self._active = super().active_queues  # type: ignore[misc]
         return self._active
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        self._active = None
         result = super().basic_consume(queue, *args, **kwargs)  # type: ignore[misc]
         self._active = None
         if queue not in self.active_fanout_queues:  # type: ignore[attr-defined]
             if self._is_ring_queue(queue):
                 self._rings.add(queue)
+                self._sweep_order = None
                 self._rung[queue] = None  # it may hold requests rung elsewhere
                 self._wake()
             else:
@@ -178,10 +133,12 @@ class _Doorbell:
 
     def _basic_cancel(self, consumer_tag: str) -> Any:
         queue = self._tag_to_queue.get(consumer_tag)  # type: ignore[attr-defined]
+        self._active = None
         result = super()._basic_cancel(consumer_tag)  # type: ignore[misc]
         self._active = None
         if queue is not None and queue not in self._active_queues:  # type: ignore[attr-defined]
             self._rings.discard(queue)
+            self._sweep_order = None
             for kept in (self._others, self._rung, self._recent):
                 kept.pop(queue, None)
         return result
@@ -195,6 +152,9 @@ class _Doorbell:
             self._sent = None
             super()._brpop_start(timeout)  # type: ignore[misc]
             return
+        if monotonic() < self._paused_until:
+            return  # nothing in flight: the loop polls again at its next timer
+        self._bell_sent = self.doorbell
         others = list(self._others)
         # Rings and the no-op's queue go first in turn: neither stream starves the other.
         self._others_first = not self._others_first
@@ -204,7 +164,7 @@ class _Doorbell:
                 self._sent = [*others, *tried, self.doorbell]
             else:
                 self._sent = [*tried, *others, self.doorbell]
-            command: list[Any] = ["EVALSHA", _POP_SHA, len(self._sent), *self._sent]
+            command: list[Any] = ["EVALSHA", POP_SHA, len(self._sent), *self._sent]
             command.append(DOORBELL_NAMES)
             self._popping = True
         else:
@@ -233,21 +193,32 @@ class _Doorbell:
                 )
             except redis.exceptions.NoScriptError:  # a new or restarted server: load it
                 with self.conn_or_acquire() as loader:  # type: ignore[attr-defined]
-                    loader.script_load(_POP)
+                    loader.script_load(POP)
                 raise Empty() from None
-            except redis.exceptions.ResponseError as error:  # refused: serve on, slower
-                self._give_up_doorbell(error)
+            except redis.exceptions.ResponseError as error:
+                self._refused(error)
                 raise Empty() from None
             except self.connection_errors:  # type: ignore[attr-defined]
                 client.connection.disconnect()  # the next poll reconnects
                 raise
-            return self._popped(sent, reply) if self._popping else self._waited(reply)
+            if self._popping:
+                return self._popped(sent, reply)
+            return self._waited(reply, self._bell_sent)
         finally:
             self._sent = None
             self._in_poll = None
             self._flush_brpop_reauth()  # type: ignore[attr-defined]
 
-    def _give_up_doorbell(self, error: Exception) -> None:
+    def _refused(self, error: redis.exceptions.ResponseError) -> None:
+        """A refusal for good (the user's ACL rules, a Redis without ``RPOP`` counts)
+        gives the doorbell up: kombu's waits from now on. Any other (BUSY, UNBLOCKED,
+        READONLY...) pauses the waits for a moment."""
+        text = str(error).lower()
+        lasting = any(words in text for words in _LASTING)
+        if not isinstance(error, redis.exceptions.NoPermissionError) and not lasting:
+            log.warning("redis refused the doorbell for now (%s): trying again", error)
+            self._paused_until = monotonic() + PAUSE_SECONDS
+            return
         log.error(
             "the doorbell's script was refused (%s): this worker now waits on every ring "
             "queue it consumes, as kombu does (slower with many rings); give the Redis "
@@ -255,16 +226,20 @@ class _Doorbell:
             error,
         )
         self.doorbell = None
+        self._active = None
         super()._update_queue_cycle()  # type: ignore[misc]
 
-    def _waited(self, reply: Any) -> bool:
+    def _waited(self, reply: Any, bell: str) -> bool:
         if not reply:
             raise Empty()
         key, item = _text(reply[0]), reply[1]
-        if key != self.doorbell:
-            return self._hand_over(key, item)
-        self._mark_rung(_text(item))
-        raise Empty()  # the next poll pops the rung queue
+        if key == bell:
+            self._mark_rung(_text(item))
+            raise Empty()  # the next poll pops the rung queue
+        # Its caller's name is on the doorbell still: the next poll (a pop) takes it with
+        # any other, instead of a wait that would return at once for it.
+        self._mark_rung(key)
+        return self._hand_over(key, item)
 
     def _popped(self, sent: list[str], reply: Any) -> bool:
         index, item, names = int(reply[0]), reply[1], reply[2]
@@ -308,77 +283,30 @@ class _Doorbell:
                 pipe.lpush(self.doorbell, "")
                 pipe.pexpire(self.doorbell, DOORBELL_TTL_MS)
                 pipe.execute()
-        except self.connection_errors:  # type: ignore[attr-defined]
+        except (redis.RedisError, *self.connection_errors):  # type: ignore[attr-defined]
             pass  # the BRPOP ends by its timeout (a second)
 
     def sweep_rings(self) -> None:
-        """Ring the consumed ring queues that hold a request nobody rang."""
-        if self.doorbell is None:
+        """Ring the consumed ring queues that hold a request nobody rang: the next
+        :data:`SWEEP_KEYS` of them, in turn."""
+        if self.doorbell is None or monotonic() < self._paused_until:
             return
-        unrung = sorted(self._rings - self._rung.keys())
-        found: list[str] = []
+        if self._sweep_order is None:
+            self._sweep_order, self._sweep_next = sorted(self._rings), 0
+        order, start = self._sweep_order, self._sweep_next
+        chunk = [queue for queue in order[start : start + SWEEP_KEYS] if queue not in self._rung]
+        self._sweep_next = 0 if start + SWEEP_KEYS >= len(order) else start + SWEEP_KEYS
+        if not chunk:
+            return
         try:
             with self.conn_or_acquire() as client:  # type: ignore[attr-defined]
-                for start in range(0, len(unrung), SWEEP_KEYS):
-                    chunk = unrung[start : start + SWEEP_KEYS]
-                    indexes = client.register_script(_SWEEP)(keys=chunk)
-                    found += [chunk[int(index) - 1] for index in indexes]
+                indexes = client.register_script(SWEEP)(keys=chunk)
         except redis.exceptions.ResponseError as error:
-            self._give_up_doorbell(error)
+            self._refused(error)
             return
         except self.connection_errors:  # type: ignore[attr-defined]
             return  # the next sweep
-        for queue in found:
-            self._mark_rung(queue)
-        if found:
+        for index in indexes:
+            self._mark_rung(chunk[int(index) - 1])
+        if indexes:
             self._wake()
-
-
-class Channel(_Doorbell, kombu_redis.Channel):  # type: ignore[misc]
-    from_transport_options = (  # type: ignore[assignment]
-        *kombu_redis.Channel.from_transport_options,
-        "coder_ring_namespace",
-    )
-
-
-class SentinelChannel(_Doorbell, kombu_redis.SentinelChannel):  # type: ignore[misc]
-    from_transport_options = (  # type: ignore[assignment]
-        *kombu_redis.SentinelChannel.from_transport_options,
-        "coder_ring_namespace",
-    )
-
-
-class _Sweeping:
-    """Runs each doorbell channel's sweep on the event loop."""
-
-    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
-        super().register_with_event_loop(connection, loop)  # type: ignore[misc]
-        cycle = self.cycle  # type: ignore[attr-defined]
-        previous = getattr(cycle, "_coder_ring_sweep", None)
-        if previous is not None:  # a reconnect registers again (as kombu's own timers)
-            previous.cancel()
-        cycle._coder_ring_sweep = loop.call_repeatedly(SWEEP_SECONDS, self._sweep)
-
-    def _sweep(self) -> None:
-        for channel in list(self.cycle._channels):  # type: ignore[attr-defined]
-            if isinstance(channel, _Doorbell):
-                channel.sweep_rings()
-
-
-class Transport(_Sweeping, kombu_redis.Transport):
-    Channel = Channel
-
-
-class SentinelTransport(_Sweeping, kombu_redis.SentinelTransport):
-    Channel = SentinelChannel
-
-
-def transport_for(broker_url: str) -> str | None:
-    """The transport (``module:class``) coder_ring's apps use for ``broker_url``: the
-    doorbell's, for Redis and Sentinel; None (kombu's choice) for anything else."""
-    scheme = broker_url.partition("://")[0].lower()
-    if scheme in ("redis", "rediss"):
-        return f"{__name__}:Transport"
-    if scheme == "sentinel":
-        return f"{__name__}:SentinelTransport"
-    return None
