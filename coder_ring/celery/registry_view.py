@@ -19,6 +19,7 @@ from coder_ring.registry.coordinator import Coordinator, read_assignment
 from coder_ring.registry.member_lease import lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from coder_ring.registry.reachability import Reachability
+from coder_ring.registry.redis_clock import LateRequest, RedisClock
 
 #: Rings on their way between members at once, at most (a join converges in a few batches).
 MAX_MOVES_PER_ROUND = 10
@@ -36,10 +37,12 @@ class RegistryView:
         *,
         metrics: WorkerMetrics,
         reach: Reachability,
+        clock: RedisClock | None = None,
     ) -> None:
+        clock = clock or RedisClock(client)
         self.client = client
         self.namespace = namespace
-        self.membership = Membership(client, namespace, ttl)
+        self.membership = Membership(client, namespace, ttl, clock)
         self.coordinator = Coordinator(
             client,
             namespace,
@@ -49,6 +52,7 @@ class RegistryView:
             max_moves=MAX_MOVES_PER_ROUND,
             # Two or three lease rounds: enough for members started together to register.
             formation=ttl / 2,
+            clock=clock,
         )
         self.metrics = metrics
         self.reach = reach
@@ -83,6 +87,9 @@ class RegistryView:
             self.assignment, self.live = assignment, live
             self.reach.reached()
         except redis.RedisError as error:
+            # A heartbeat refused as late was answered, slowly: a slow round for the
+            # link's health (a slow link degrades the worker), not a cut.
+            answered = answered or isinstance(error, LateRequest)
             self.reach.failed(error)  # one line per outage; the last assignment is followed
         return answered
 

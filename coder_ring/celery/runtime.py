@@ -139,9 +139,9 @@ class WorkerRuntime:
             status=self.service.status,
             healthy=lambda: self.healthy,
         )
-        self.registry = RegistryView(
-            self.redis, self.namespace, self.member_id, ttl, metrics=self.metrics, reach=self.reach
-        )
+        # One estimate of Redis's clock (the lease's) for every lease-extending write.
+        self.registry = RegistryView(self.redis, self.namespace, self.member_id, ttl,
+            metrics=self.metrics, reach=self.reach, clock=lease.clock)  # fmt: skip
         self.membership, self.coordinator = self.registry.membership, self.registry.coordinator
 
     # -- public -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from coder_ring.registry.keys import assignment_key, coordinator_key
 from coder_ring.registry.lease import Lease, as_text
 from coder_ring.registry.membership import MemberInfo
 from coder_ring.registry.placement import Candidate, place
+from coder_ring.registry.redis_clock import RedisClock
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -69,6 +70,7 @@ class Coordinator:
         rebalance_after: float,
         max_moves: int,
         formation: float = 0.0,
+        clock: RedisClock | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -78,7 +80,7 @@ class Coordinator:
         #: Seconds membership must hold still before a cold start's first placement.
         self.formation = formation
         self._born = time.monotonic()
-        self._lease = Lease(client, coordinator_key(namespace), member_id, ttl)
+        self._lease = Lease(client, coordinator_key(namespace), member_id, ttl, clock)
         self._write = client.register_script(_WRITE)
         self.leading = False
         self._members: frozenset[str] = frozenset()

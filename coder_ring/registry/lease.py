@@ -2,9 +2,11 @@
 (who places the rings). Ring locks live under their holder's lease instead
 (:mod:`coder_ring.registry.member_lease`).
 
-Acquire is ``SET NX PX``; renew and release are scripts that act only while the key
-still holds our id, so a holder whose lock expired can never extend or delete the
-next holder's lock. Expiry is Redis's own clock.
+Acquire-or-renew and release are scripts that act only while the key is free or holds
+our id, so a holder whose lock expired can never extend or delete the next holder's
+lock. Expiry is Redis's own clock; a renewal that reaches Redis after its sender gave up
+on it does nothing (:mod:`~coder_ring.registry.redis_clock`): the coordinator's, landing
+late, would keep every other member from coordinating while it cannot.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import uuid
 
 import redis
 
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
+from coder_ring.registry.redis_clock import RedisClock, clocked
+
+# Take the lock if it is free, or extend it if it holds our id (ARGV[4]); whether it is ours.
+_ACQUIRE = clocked("""
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[4] then return {now, redis.call('pexpire', KEYS[1], lasting)} end
+if holder then return {now, 0} end
+redis.call('set', KEYS[1], ARGV[4], 'PX', lasting)
+return {now, 1}
+""")
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
@@ -55,30 +61,30 @@ class Lease:
     """This process's claim on the lock at ``key`` (:func:`~coder_ring.registry.keys.lock_key`
     for a ring), with ``token`` (its member id) as the value."""
 
-    def __init__(self, client: redis.Redis, key: str, token: str, ttl: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        token: str,
+        ttl: float,
+        clock: RedisClock | None = None,
+    ) -> None:
         self.client = client
         self.key = key
         self.token = token
         self.ttl_ms = max(1, int(ttl * 1000))
-        self._renew = client.register_script(_RENEW)
+        self.clock = clock or RedisClock(client)
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
 
     def acquire_or_renew(self) -> float | None:
         """Take or extend the lock. Returns the monotonic time until which it is surely
-        ours (measured from before the request), or None if another process holds it."""
+        ours (measured from before the request), or None if another process holds it
+        (a RedisError, :class:`~coder_ring.registry.redis_clock.LateRequest` among them,
+        if Redis did not answer in time)."""
         started = time.monotonic()
-        if self._renew(keys=[self.key], args=[self.token, self.ttl_ms]) or self.client.set(
-            self.key, self.token, nx=True, px=self.ttl_ms
-        ):
-            return started + SAFE_SHARE * self.ttl_ms / 1000
-        return None
-
-    def renew(self) -> float | None:
-        """Extend the lock only if it is ours (never takes a free one)."""
-        started = time.monotonic()
-        if self._renew(keys=[self.key], args=[self.token, self.ttl_ms]):
-            return started + SAFE_SHARE * self.ttl_ms / 1000
-        return None
+        [ours] = self.clock.call(self._acquire, [self.key], [self.token], self.ttl_ms)
+        return started + SAFE_SHARE * self.ttl_ms / 1000 if ours else None
 
     def release(self) -> bool:
         """Delete the lock if it is still ours."""

@@ -4,11 +4,12 @@ whatever the number of rings it holds (issue 19).
 A ring's lock (:func:`~coder_ring.registry.keys.lock_key`) holds its holder's member id
 and has no TTL of its own. It is valid while that member's lease
 (:func:`~coder_ring.registry.keys.member_lease_key`) lives: the one key a worker renews
-each round, by Redis's clock. A claim takes a lock that is missing or whose holder's
-lease is gone, in one script, so two members never both take it; a worker whose lease
-lapsed finds its locks taken by the next round's read, and is fenced by the database
-epoch (see :mod:`coder_ring.ring_server`) for anything it writes meanwhile. A release
-deletes a lock only while it names us.
+each round, by Redis's clock (a renewal that reaches Redis after the worker gave up on it
+does nothing: :mod:`~coder_ring.registry.redis_clock`). A claim takes a lock that is
+missing or whose holder's lease is gone, in one script, so two members never both take
+it; a worker whose lease lapsed finds its locks taken by the next round's read, and is
+fenced by the database epoch (see :mod:`coder_ring.ring_server`) for anything it writes
+meanwhile. A release deletes a lock only while it names us.
 
 Each round is one script call per :data:`LOCKS_PER_CALL` locks: the lease's ``SET``, one
 ``MGET`` of the locks asked about (which of them still name us), and a ``SET`` per lock
@@ -25,38 +26,39 @@ import redis
 
 from coder_ring.registry.keys import lock_key, member_lease_key
 from coder_ring.registry.lease import SAFE_SHARE, as_text, holder_name
+from coder_ring.registry.redis_clock import RedisClock, clocked
 
-# KEYS[1]: our lease, KEYS[2..]: ring locks. ARGV[1]: our member id, ARGV[2]: TTL (ms),
-# ARGV[3]: the prefix of a member's lease key, ARGV[3 + i]: what to do with KEYS[1 + i]:
-# 't' keep it or take it if free, 'k' keep it only, 'd' delete it if ours. Returns 1 per
-# lock that names us afterwards. A lock with a TTL of its own is a worker's of the
-# version before member leases (0.2.0, stopped for the upgrade but its lock not yet
-# expired): it is valid while its TTL runs. Versions do not run side by side (README).
-_TEND = """
-redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local result = {}
+# KEYS[1]: our lease, KEYS[2..]: ring locks. After the clock's ARGV[1..3], ARGV[4]: our
+# member id, ARGV[5]: the prefix of a member's lease key, ARGV[5 + i]: what to do with
+# KEYS[1 + i]: 't' keep it or take it if free, 'k' keep it only, 'd' delete it if ours.
+# Returns 1 per lock that names us afterwards. A lock with a TTL of its own is a worker's
+# of the version before member leases (0.2.0, stopped for the upgrade but its lock not
+# yet expired): it is valid while its TTL runs. Versions do not run side by side (README).
+_TEND = clocked("""
+redis.call('set', KEYS[1], ARGV[4], 'PX', lasting)
+local result = {now}
 if #KEYS == 1 then return result end
 local holders = redis.call('mget', unpack(KEYS, 2))
 local alive = {}
 for index = 1, #holders do
-  local holder, key, op = holders[index], KEYS[index + 1], ARGV[index + 3]
+  local holder, key, op = holders[index], KEYS[index + 1], ARGV[index + 5]
   local ours = 0
-  if holder == ARGV[1] then
+  if holder == ARGV[4] then
     if op == 'd' then redis.call('del', key) else ours = 1 end
   elseif op == 't' then
     if holder and alive[holder] == nil then
-      alive[holder] = redis.call('exists', ARGV[3] .. holder) == 1 or redis.call('pttl', key) > 0
+      alive[holder] = redis.call('exists', ARGV[5] .. holder) == 1 or redis.call('pttl', key) > 0
     end
     if not holder or not alive[holder] then
-      redis.call('set', key, ARGV[1])
+      redis.call('set', key, ARGV[4])
       ours = 1
     end
   end
-  result[index] = ours
+  result[index + 1] = ours
 end
 return result
-"""
-# Per key: delete it if it still names us.
+""")
+# Per key: delete it if it still names us (a late release does no harm: only ours goes).
 _RELEASE = """
 local released = 0
 for _, key in ipairs(KEYS) do
@@ -66,13 +68,22 @@ for _, key in ipairs(KEYS) do
 end
 return released
 """
-# Whether the lock at KEYS[1] is ours: it names us and our lease (KEYS[2]) lives (extended).
-_RECHECK = """
-if redis.call('get', KEYS[1]) == ARGV[1] and redis.call('pexpire', KEYS[2], ARGV[2]) == 1 then
-  return 1
+# Whether the lock at KEYS[1] is ours (ARGV[4]): it names us and our lease (KEYS[2]) lives
+# (extended).
+_RECHECK = clocked("""
+if redis.call('get', KEYS[1]) == ARGV[4] and redis.call('pexpire', KEYS[2], lasting) == 1 then
+  return {now, 1}
 end
-return 0
-"""
+return {now, 0}
+""")
+# Between rounds: our lease (KEYS[1], ARGV[4]) extended if it still exists, and our
+# member record (KEYS[2]) with it. Whether the lease was.
+_PROLONG = clocked("""
+local kept = redis.call('set', KEYS[1], ARGV[4], 'XX', 'PX', lasting)
+redis.call('pexpire', KEYS[2], lasting)
+if kept then return {now, 1} end
+return {now, 0}
+""")
 #: Locks one script call tends at most: a script holds Redis while it runs (about a
 #: millisecond per thousand keys), so more go in several calls.
 LOCKS_PER_CALL = 1000
@@ -82,8 +93,18 @@ _TAKE, _KEEP, _DROP = "t", "k", "d"
 class MemberLease:
     """This member's (``token``'s) lease and every ring lock naming it, tended together."""
 
-    def __init__(self, client: redis.Redis, namespace: str, token: str, ttl: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        token: str,
+        ttl: float,
+        clock: RedisClock | None = None,
+    ) -> None:
         self.client = client
+        #: Every write that extends the lease goes through it: one that reaches Redis
+        #: after we gave up on it does nothing (see :mod:`~coder_ring.registry.redis_clock`).
+        self.clock = clock or RedisClock(client)
         self.token = token
         self.key = member_lease_key(namespace, token)
         self._prefix = member_lease_key(namespace, "")
@@ -91,6 +112,7 @@ class MemberLease:
         self._tend = client.register_script(_TEND)
         self._release = client.register_script(_RELEASE)
         self._recheck = client.register_script(_RECHECK)
+        self._prolong = client.register_script(_PROLONG)
         #: Lock keys that may name us. One nobody asks about in a round is deleted then:
         #: a lock of ours never expires by itself while we live (a release that failed).
         self._ours: set[str] = set()
@@ -105,7 +127,7 @@ class MemberLease:
         else take it if it is free (missing, or its holder's lease is gone) and ``take``.
         Returns the monotonic time until which the locks kept or taken are surely ours
         (measured from before the first call), and which those are. A Redis error ends
-        it (the lease may have been renewed)."""
+        it (the lease may have been renewed; not by a call refused as late)."""
         asked = {key for key, _ in wants}
         with self._ours_lock:
             stray = sorted(self._ours - asked)
@@ -116,9 +138,11 @@ class MemberLease:
         for start in range(0, max(1, len(ops)), LOCKS_PER_CALL):  # the lease, if no lock
             chunk = ops[start : start + LOCKS_PER_CALL]
             try:
-                replies = self._tend(
-                    keys=[self.key, *(key for key, _ in chunk)],
-                    args=[self.token, self.ttl_ms, self._prefix, *(op for _, op in chunk)],
+                replies = self.clock.call(
+                    self._tend,
+                    [self.key, *(key for key, _ in chunk)],
+                    [self.token, self._prefix, *(op for _, op in chunk)],
+                    self.ttl_ms,
                 )
             except redis.RedisError:
                 # Redis may have taken them before the reply was lost: asked about (or let
@@ -135,10 +159,7 @@ class MemberLease:
         worker does between its rounds. Returns the monotonic time it started, and the
         time until which the lease surely lives (None: it lapsed, the round decides)."""
         started = time.monotonic()
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.key, self.token, xx=True, px=self.ttl_ms)
-        pipe.pexpire(member_key, self.ttl_ms)
-        kept, _ = pipe.execute()
+        [kept] = self.clock.call(self._prolong, [self.key, member_key], [self.token], self.ttl_ms)
         return started, started + SAFE_SHARE * self.ttl_ms / 1000 if kept else None
 
     def release(self, keys: Sequence[str]) -> int:
@@ -154,7 +175,8 @@ class MemberLease:
         """Whether the lock at ``key`` is still ours (its lease extended): the monotonic
         time until which it surely is, or None."""
         started = time.monotonic()
-        ours = bool(self._recheck(keys=[key, self.key], args=[self.token, self.ttl_ms]))
+        [reply] = self.clock.call(self._recheck, [key, self.key], [self.token], self.ttl_ms)
+        ours = bool(reply)
         self._note([(key, ours)])
         return started + SAFE_SHARE * self.ttl_ms / 1000 if ours else None
 

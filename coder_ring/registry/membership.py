@@ -2,8 +2,11 @@
 
 A member's record is a Redis hash (its description and the Redis server's time of
 its last heartbeat) that expires unless heartbeated, so a member that stops (killed,
-frozen, cut off) is gone after the TTL, by Redis's clock: client clocks never matter.
-A graceful stop deletes the record first.
+frozen, cut off) is gone after the TTL, by Redis's clock. A heartbeat that reaches Redis
+after its sender gave up on it does nothing, and the record lives at most the TTL from
+a heartbeat's send (:mod:`~coder_ring.registry.redis_clock`): else a worker whose requests
+arrive late, serving nothing since its calls time out, looked alive (its rings assigned
+to it) up to the delay longer. A graceful stop deletes the record first.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ from dataclasses import asdict, dataclass, field, fields
 import redis
 
 from coder_ring.registry.keys import member_key, members_key
+from coder_ring.registry.redis_clock import RedisClock, clocked
 
-# Heartbeat: the record, stamped with the server's time, and its TTL; returns that time.
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'info', ARGV[1], 'beat', now)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-return now
-"""
+# Heartbeat: the record (ARGV[4]), stamped with the server's time, and its TTL; the
+# member's id (ARGV[5]) in the set of members.
+_HEARTBEAT = clocked("""
+redis.call('HSET', KEYS[1], 'info', ARGV[4], 'beat', now)
+redis.call('PEXPIRE', KEYS[1], lasting)
+redis.call('SADD', KEYS[2], ARGV[5])
+return {now}
+""")
 # Every live member's description and heartbeat age (ms); prunes ids whose record expired.
 _LIVE = """
 local t = redis.call('TIME')
@@ -85,17 +88,23 @@ class MemberInfo:
 class Membership:
     """This process's membership: heartbeat it, leave on a graceful stop."""
 
-    def __init__(self, client: redis.Redis, namespace: str, ttl: float) -> None:
+    def __init__(
+        self, client: redis.Redis, namespace: str, ttl: float, clock: RedisClock | None = None
+    ) -> None:
         self.client = client
         self.namespace = namespace
         self.ttl_ms = max(1, int(ttl * 1000))
+        self.clock = clock or RedisClock(client)
         self._heartbeat = client.register_script(_HEARTBEAT)
 
     def heartbeat(self, info: MemberInfo) -> None:
-        """Publish ``info`` and extend this member's life by the TTL."""
-        self._heartbeat(
-            keys=[member_key(self.namespace, info.id), members_key(self.namespace)],
-            args=[info.to_json(), self.ttl_ms, info.id],
+        """Publish ``info`` and extend this member's life by the TTL from now
+        (:class:`~coder_ring.registry.redis_clock.LateRequest` if it reached Redis late)."""
+        self.clock.call(
+            self._heartbeat,
+            [member_key(self.namespace, info.id), members_key(self.namespace)],
+            [info.to_json(), info.id],
+            self.ttl_ms,
         )
 
     def leave(self, member_id: str) -> None:

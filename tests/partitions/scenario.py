@@ -67,8 +67,6 @@ class Fault:
     name: str
     deal: Callable[[Network, Host], object]
     seconds: float
-    #: Seconds a ring may go without a code beyond :data:`GAP_TARGET` in this fault.
-    gap_allowance: float = 0.0
 
 
 @dataclass
@@ -280,7 +278,7 @@ def check(outcome: Figures) -> None:
         assert one.hit, f"{one.fault.name}: the victim held no ring"
         for ring, row in one.rings.items():
             where = f"{one.fault.name}, ring {ring}: {row}"
-            assert row["longest_gap_s"] <= GAP_TARGET + one.fault.gap_allowance, where
+            assert row["longest_gap_s"] <= GAP_TARGET, where
             for moment in ("served_after_fault_s", "served_after_heal_s"):
                 assert row[moment] is not None and row[moment] <= SERVE_TARGET, where
     assert 0 <= outcome.lost <= outcome.lost_bound, (outcome.lost, outcome.lost_bound)
