@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,10 +146,11 @@ class RingOwnership(bootsteps.StartStopStep):  # type: ignore[misc]
         task_consumer = self.consumer.task_consumer
         if task_consumer is None:
             return
+        now = time.monotonic()  # one clock read for every seat (10,000 rings: 20,000 a second)
         wanted = {
             self.prefix + ring
             for ring, seat in list(self.runtime.seats.items())
-            if seat.can_serve()
+            if seat.can_serve(now)
         }
         added = [queue for queue in sorted(wanted) if not task_consumer.consuming_from(queue)]
         if len(added) > QUEUES_PER_PASS:

@@ -15,7 +15,7 @@ import redis
 
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
-from coder_ring.registry.coordinator import Coordinator, read_assignment
+from coder_ring.registry.coordinator import AssignmentCache, Coordinator
 from coder_ring.registry.member_lease import lock_holders
 from coder_ring.registry.membership import MemberInfo, Membership, live_members
 from coder_ring.registry.reachability import Reachability
@@ -43,6 +43,7 @@ class RegistryView:
         self.client = client
         self.namespace = namespace
         self.membership = Membership(client, namespace, ttl, clock)
+        self.assignments = AssignmentCache(client, namespace)
         self.coordinator = Coordinator(
             client,
             namespace,
@@ -75,11 +76,19 @@ class RegistryView:
             live = {member.id for member in members if member.healthy}
             self.peers = [member for member in members if member.id != info.id]
             self.read_at = time.monotonic()
-            rings = {ring for member in members for ring in member.rings}
+            before = self.assignments.read()
+            # Every ring's holder for the coordinator to place them (an MGET of every
+            # lock); the others only those assigned to them and not held yet (for the
+            # metrics: a failover or a handoff), so a round costs them the same at any
+            # number of rings.
+            leading = healthy and self.coordinator.lead(members)
+            if leading:
+                rings = {ring for member in members for ring in member.rings}
+            else:
+                rings = {r for r, m in before.items() if m == info.id} - set(info.holding)
             holders = lock_holders(self.client, self.namespace, rings)
             self.metrics.saw_holders(holders)  # tells a failover from a handoff
-            before = read_assignment(self.client, self.namespace)
-            assignment = self.coordinator.round(members, holders, before) if healthy else None
+            assignment = self.coordinator.place(members, holders, before) if leading else None
             if assignment is None:
                 assignment = before
             elif assignment != before:

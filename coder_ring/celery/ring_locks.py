@@ -78,7 +78,9 @@ class RingLocks:
         not placed it yet (a cold start waits for the members to join; taking it would
         make the first member up take every ring). Whether Redis answered (False also
         when nothing was asked)."""
-        plans = [(seat, self._plan(seat, assignment, live, healthy)) for seat in seats]
+        plans = [
+            (seat, plan) for seat in seats if (plan := self._plan(seat, assignment, live, healthy))
+        ]
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
         for seat, plan in plans:
             with seat.transition:
@@ -131,7 +133,9 @@ class RingLocks:
 
     def _plan(
         self, seat: RingSeat, assignment: dict[str, str], live: set[str], healthy: bool
-    ) -> _Plan:
+    ) -> _Plan | None:
+        """What ``seat``'s lock needs this round; None for nothing at all (neither held,
+        nor wanted, nor handed off: most seats of a worker among many rings)."""
         target = assignment.get(seat.ring)
         wanted = (
             healthy
@@ -139,6 +143,8 @@ class RingLocks:
             and (target == self.member_id or (target is not None and target not in live))
         )
         held = seat.has_lock()
+        if not (wanted or held or seat.handing_off):
+            return None
         lapsed = held and seat.valid_until <= time.monotonic()
         return _Plan(target, wanted, held, lapsed, seat.handing_off)
 

@@ -50,10 +50,12 @@ class RingSeat:
         included: see :meth:`can_serve` for whether requests are served."""
         return self.valid_until > 0
 
-    def can_serve(self) -> bool:
-        """True while this worker may serve the ring's requests: its lease is valid and
-        it is neither handing the ring off nor closing it."""
-        return not self.closed and not self.handing_off and self.valid_until > time.monotonic()
+    def can_serve(self, now: float | None = None) -> bool:
+        """True while this worker may serve the ring's requests: its lease is valid (at
+        ``now``, monotonic, if given) and it is neither handing the ring off nor closing
+        it."""
+        valid = self.valid_until > (time.monotonic() if now is None else now)
+        return valid and not self.closed and not self.handing_off
 
     def pooled(self) -> dict[str, int]:
         """extra -> codes pooled ({} until the ring is claimed in the database)."""

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 
 import redis
 
-from coder_ring.registry.keys import assignment_key, coordinator_key
+from coder_ring.registry.keys import assignment_key, assignment_version_key, coordinator_key
 from coder_ring.registry.lease import Lease, as_text
 from coder_ring.registry.membership import MemberInfo
 from coder_ring.registry.placement import Candidate, place
@@ -44,10 +45,13 @@ log = logging.getLogger("coder_ring.worker")
 
 # One HSET per ring: unpack() of every ring at once fails beyond about 4,000 rings (Lua's
 # C stack: "too many results to unpack").
+# KEYS: the coordinator's lease, the assignment, its version; ARGV: the lease's token, a
+# new version, then ring, member, ring, member...
 _WRITE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('del', KEYS[2])
-for i = 2, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 3, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('set', KEYS[3], ARGV[2])
 return 1
 """
 
@@ -95,8 +99,14 @@ class Coordinator:
         """Run one round if this member is (or becomes) the coordinator; the assignment it
         wrote, or None when another member coordinates. ``stored``: the assignment as the
         caller just read it (else read here; at thousands of rings a read costs)."""
-        healthy = [member for member in members if member.healthy]
-        ids = frozenset(member.id for member in healthy)
+        if not self.lead(members):
+            return None
+        return self.place(members, holders, stored)
+
+    def lead(self, members: Sequence[MemberInfo]) -> bool:
+        """Note the healthy members, and take or renew the coordinator's lease: whether
+        this member coordinates (then :meth:`place`, with every ring's holder)."""
+        ids = frozenset(member.id for member in members if member.healthy)
         now = time.monotonic()
         # Kept by every member, not only the leader: a member that takes over in a
         # rolling restart knows whether the cluster is still forming.
@@ -105,8 +115,19 @@ class Coordinator:
         if ids != self._members:
             self._members, self._changed_at = ids, now
         self.leading = self._lease.acquire_or_renew() is not None
-        if not self.leading:
-            return None
+        return self.leading
+
+    def place(
+        self,
+        members: Sequence[MemberInfo],
+        holders: Mapping[str, str],
+        stored: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The leader's round (after :meth:`lead`): place the rings and store the
+        assignment if it changed; the assignment."""
+        healthy = [member for member in members if member.healthy]
+        ids = frozenset(member.id for member in healthy)
+        now = time.monotonic()
         if stored is None:
             stored = read_assignment(self.client, self.namespace)
         # A member that says it holds a ring whose lock is free has stopped serving it
@@ -165,8 +186,12 @@ class Coordinator:
     def _store(self, assignment: dict[str, str]) -> None:
         flat = [item for pair in sorted(assignment.items()) for item in pair]
         self._write(
-            keys=[self._lease.key, assignment_key(self.namespace)],
-            args=[self._lease.token, *flat],
+            keys=[
+                self._lease.key,
+                assignment_key(self.namespace),
+                assignment_version_key(self.namespace),
+            ],
+            args=[self._lease.token, uuid.uuid4().hex, *flat],
         )
 
     def resign(self) -> None:
@@ -180,3 +205,23 @@ def read_assignment(client: redis.Redis, namespace: str) -> dict[str, str]:
     """The coordinator's last assignment, ring -> member id."""
     raw = client.hgetall(assignment_key(namespace))
     return {as_text(key): as_text(value) for key, value in raw.items()}
+
+
+class AssignmentCache:
+    """The assignment, read again only when the coordinator wrote one since: its version
+    is a new random token each write (a failover back to an older copy changes it too),
+    one GET a round instead of every ring's entry."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client, self.namespace = client, namespace
+        self._version: bytes | str | None = None
+        self._assignment: dict[str, str] = {}
+
+    def read(self) -> dict[str, str]:
+        """The assignment now (read before its version changes at worst: read again
+        next time)."""
+        version = self.client.get(assignment_version_key(self.namespace))
+        if version is None or version != self._version:
+            self._assignment = read_assignment(self.client, self.namespace)
+            self._version = version
+        return self._assignment

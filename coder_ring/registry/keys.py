@@ -49,6 +49,12 @@ def assignment_key(namespace: str) -> str:
     return _key(namespace, "assignment")
 
 
+def assignment_version_key(namespace: str) -> str:
+    """A token the coordinator writes with each assignment: a member reads the
+    assignment again only when it changed."""
+    return _key(namespace, "assignment-version")
+
+
 def notices_channel(namespace: str) -> str:
     """The pub/sub channel of change notices (ring reset or rebuilt, ring released...)."""
     return _key(namespace, "notices")
