@@ -77,17 +77,16 @@ class RegistryView:
             self.peers = [member for member in members if member.id != info.id]
             self.read_at = time.monotonic()
             before = self.assignments.read()
-            # Every ring's holder for the coordinator to place them (an MGET of every
-            # lock); the others only those assigned to them and not held yet (for the
-            # metrics: a failover or a handoff), so a round costs them the same at any
-            # number of rings.
+            # Every ring's holder (an MGET of every lock) only for the coordinator, to
+            # place them: a round costs the others the same at any number of rings. The
+            # metrics (a failover or a handoff) go by the holders the records name.
             leading = healthy and self.coordinator.lead(members)
             if leading:
                 rings = {ring for member in members for ring in member.rings}
+                holders = lock_holders(self.client, self.namespace, rings)
             else:
-                rings = {r for r, m in before.items() if m == info.id} - set(info.holding)
-            holders = lock_holders(self.client, self.namespace, rings)
-            self.metrics.saw_holders(holders)  # tells a failover from a handoff
+                holders = {ring: member.id for member in members for ring in member.holding}
+            self.metrics.saw_holders(holders)
             assignment = self.coordinator.place(members, holders, before) if leading else None
             if assignment is None:
                 assignment = before

@@ -20,6 +20,7 @@ import redis
 
 from coder_ring.celery.seat import RingSeat
 from coder_ring.registry.member_lease import MemberLease
+from coder_ring.registry.redis_clock import LateRequest
 
 log = logging.getLogger("coder_ring.worker")
 
@@ -86,7 +87,9 @@ class RingLocks:
             with seat.transition:
                 mine = until if granted.get(seat.ring) else None
                 self._apply(seat, plan, mine, error, stopping)
-        return error is None and bool(granted)
+        # A renewal refused as late was answered, slowly: a slow round for the link's
+        # health (a slow link degrades the worker at once), not a cut.
+        return (error is None and bool(granted)) or isinstance(error, LateRequest)
 
     def keep(self, seats: Iterable[RingSeat]) -> None:
         """While the worker stops: extend the locks still held (their pools are on their

@@ -26,6 +26,7 @@ from coder_ring.celery.doorbell.scripts import (
     RECENT_QUEUES,
     SWEEP,
     SWEEP_KEYS,
+    SWEEP_SHARE,
 )
 from coder_ring.celery.names import ring_queue
 from coder_ring.registry.keys import doorbell_key, lock_key
@@ -60,6 +61,7 @@ class Doorbell:
         self._sweep_order: list[str] | None = None  # the ring queues, in sweep order
         self._sweep_next = 0
         self._paused_until = 0.0
+        self._sweep_after = 0.0
         self._sent: list[str] | None = None  # keys of the command in flight
         self._bell_sent = ""  # the doorbell it waits on
         self._popping = False  # that command is the pop script, not BRPOP
@@ -289,7 +291,8 @@ class Doorbell:
     def sweep_rings(self) -> None:
         """Ring the consumed ring queues that hold a request nobody rang: the next
         :data:`SWEEP_KEYS` of them, in turn."""
-        if self.doorbell is None or monotonic() < self._paused_until:
+        began = monotonic()
+        if self.doorbell is None or began < max(self._paused_until, self._sweep_after):
             return
         if self._sweep_order is None:
             self._sweep_order, self._sweep_next = sorted(self._rings), 0
@@ -306,6 +309,11 @@ class Doorbell:
             return
         except self.connection_errors:  # type: ignore[attr-defined]
             return  # the next sweep
+        finally:
+            # The sweep waits for its reply on the event loop: over a slow link it would
+            # hold the loop most of the time (a worker giving its rings up then stopped
+            # consuming their queues seconds late). It takes a tenth of the loop at most.
+            self._sweep_after = monotonic() + SWEEP_SHARE * (monotonic() - began)
         for index in indexes:
             self._mark_rung(chunk[int(index) - 1])
         if indexes:

@@ -14,6 +14,8 @@ DOORBELL_NAMES = 100
 #: most (the next ones the next time: the event loop spends the same on it at any size).
 SWEEP_SECONDS = 0.25
 SWEEP_KEYS = 1000
+#: A sweep waits at least this many times as long as the last one took before the next.
+SWEEP_SHARE = 10
 #: After a reply Redis refused for a moment (BUSY, UNBLOCKED, READONLY...), the worker
 #: sends nothing for this long, then tries again.
 PAUSE_SECONDS = 0.25
