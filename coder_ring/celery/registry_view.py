@@ -63,14 +63,21 @@ class RegistryView:
         #: The other members as last read, and when (monotonic).
         self.peers: list[MemberInfo] = []
         self.read_at = float("-inf")
+        #: Seconds the last round's heartbeat took (a refused one: till its refusal).
+        self.call_seconds = 0.0
 
     def round(self, info: MemberInfo, healthy: bool) -> bool:
         """Heartbeat ``info``, coordinate if elected and ``healthy``, and read the
         assignment into :attr:`assignment` and :attr:`live` (kept as they were when
         Redis fails). Whether Redis answered at all."""
         answered = False
+        self.call_seconds = 0.0
         try:
-            self.membership.heartbeat(info)
+            began = time.monotonic()
+            try:
+                self.membership.heartbeat(info)
+            finally:
+                self.call_seconds = time.monotonic() - began
             answered = True
             members = live_members(self.client, self.namespace)
             live = {member.id for member in members if member.healthy}

@@ -63,6 +63,8 @@ class RingLocks:
         self.member_id = member_id
         self.node = node
         self._won, self._lost, self._leave = won, lost, leave
+        #: Seconds the last round's renewal took in Redis (its script calls).
+        self.call_seconds = 0.0
 
     def follow(
         self,
@@ -82,7 +84,9 @@ class RingLocks:
         plans = [
             (seat, plan) for seat in seats if (plan := self._plan(seat, assignment, live, healthy))
         ]
+        began = time.monotonic()
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
+        self.call_seconds = time.monotonic() - began
         for seat, plan in plans:
             with seat.transition:
                 mine = until if granted.get(seat.ring) else None

@@ -252,7 +252,6 @@ class WorkerRuntime:
             except Exception:  # retried next round; renewals must go on meanwhile
                 log.exception("rings file reload failed")
         self._check_health()
-        began = time.monotonic()  # the Redis part: how well the link answers
         answered = self.registry.round(self.info(), self.healthy)
         tended = self.locks.follow(
             list(self.seats.values()),
@@ -261,7 +260,9 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        seconds, answered = time.monotonic() - began, answered or tended
+        # How well the link answers: its heartbeat's and renewal's own time, not the
+        # coordinator's reads nor the seats' bookkeeping (busy among 10,000 rings: no slow link).
+        seconds, answered = self.registry.call_seconds + self.locks.call_seconds, answered or tended
         # Unfair figures for the others: an unhealthy round (no bid), a failed one (cut short).
         self.redis_seconds = seconds if answered and self.healthy else None
         quick_peer = self.registry.quick_peer_since(self.link.limit, self.settings.lock_ttl / 3)
