@@ -63,7 +63,7 @@ class RegistryView:
         #: The other members as last read, and when (monotonic).
         self.peers: list[MemberInfo] = []
         self.read_at = float("-inf")
-        #: Seconds the last round's heartbeat took (a refused one: till its refusal).
+        #: Seconds the last round's Redis calls took, the coordinator's placement aside.
         self.call_seconds = 0.0
 
     def round(self, info: MemberInfo, healthy: bool) -> bool:
@@ -71,13 +71,9 @@ class RegistryView:
         assignment into :attr:`assignment` and :attr:`live` (kept as they were when
         Redis fails). Whether Redis answered at all."""
         answered = False
-        self.call_seconds = 0.0
+        began, placing = time.monotonic(), 0.0
         try:
-            began = time.monotonic()
-            try:
-                self.membership.heartbeat(info)
-            finally:
-                self.call_seconds = time.monotonic() - began
+            self.membership.heartbeat(info)
             answered = True
             members = live_members(self.client, self.namespace)
             live = {member.id for member in members if member.healthy}
@@ -89,12 +85,14 @@ class RegistryView:
             # metrics (a failover or a handoff) go by the holders the records name.
             leading = healthy and self.coordinator.lead(members)
             if leading:
+                placing_began = time.monotonic()
                 rings = {ring for member in members for ring in member.rings}
                 holders = lock_holders(self.client, self.namespace, rings)
             else:
                 holders = {ring: member.id for member in members for ring in member.holding}
             self.metrics.saw_holders(holders)
             assignment = self.coordinator.place(members, holders, before) if leading else None
+            placing = time.monotonic() - placing_began if leading else 0.0
             if assignment is None:
                 assignment = before
             elif assignment != before:
@@ -106,6 +104,11 @@ class RegistryView:
             # link's health (a slow link degrades the worker), not a cut.
             answered = answered or isinstance(error, LateRequest)
             self.reach.failed(error)  # one line per outage; the last assignment is followed
+        finally:
+            # Every call's time but the coordinator's reads of every lock and its
+            # placement (they grow with the rings: a coordinator among 10,000 rings is no
+            # slow link); a failed placement counts whole.
+            self.call_seconds = time.monotonic() - began - placing
         return answered
 
     def quick_peer_since(self, limit: float, period: float) -> float | None:

@@ -26,6 +26,7 @@ from coder_ring.celery.doorbell.scripts import (
     RECENT_QUEUES,
     SWEEP,
     SWEEP_KEYS,
+    SWEEP_MAX_WAIT,
     SWEEP_SHARE,
 )
 from coder_ring.celery.names import ring_queue
@@ -313,7 +314,8 @@ class Doorbell:
             # The sweep waits for its reply on the event loop: over a slow link it would
             # hold the loop most of the time (a worker giving its rings up then stopped
             # consuming their queues seconds late). It takes a tenth of the loop at most.
-            self._sweep_after = monotonic() + SWEEP_SHARE * (monotonic() - began)
+            took = monotonic() - began
+            self._sweep_after = monotonic() + min(SWEEP_SHARE * took, SWEEP_MAX_WAIT)
         for index in indexes:
             self._mark_rung(chunk[int(index) - 1])
         if indexes:

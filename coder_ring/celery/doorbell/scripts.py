@@ -14,8 +14,10 @@ DOORBELL_NAMES = 100
 #: most (the next ones the next time: the event loop spends the same on it at any size).
 SWEEP_SECONDS = 0.25
 SWEEP_KEYS = 1000
-#: A sweep waits at least this many times as long as the last one took before the next.
+#: A sweep waits this many times as long as the last one took before the next, at most
+#: this long (a sweep stuck through a cut must not stop the sweeps for minutes after).
 SWEEP_SHARE = 10
+SWEEP_MAX_WAIT = 2.0
 #: After a reply Redis refused for a moment (BUSY, UNBLOCKED, READONLY...), the worker
 #: sends nothing for this long, then tries again.
 PAUSE_SECONDS = 0.25
