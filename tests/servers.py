@@ -36,6 +36,26 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return argv if os.geteuid() != 0 else ["runuser", "-u", PG_USER, "--", *argv]
 
 
+#: Holds Redis for ARGV[1] microseconds: past busy-reply-threshold, every other client's
+#: command is answered "-BUSY Redis is busy running a script".
+_BUSY = """
+local start = redis.call('time')
+while true do
+  local now = redis.call('time')
+  if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+def keep_busy(url: str, micros: int) -> None:
+    """Hold the Redis at ``url`` with a script for ``micros`` microseconds."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.eval(_BUSY, 0, micros)
+    finally:
+        client.close()
+
+
 class PrivateRedis(LocalRedis):
     """A redis-server of our own (no persistence) that a test can crash and restart:
     :meth:`stop` kills it, :meth:`start` runs it again on the same port, empty."""

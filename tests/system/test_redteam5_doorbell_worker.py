@@ -19,18 +19,11 @@ import pytest
 import redis
 
 from tests.harness import caller_app, wait_until, worker_env, write_rings
-from tests.servers import private_redis
+from tests.servers import keep_busy, private_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
 RINGS = ["alpha", "beta", "gamma"]
-_BUSY = """
-local start = redis.call('time')
-while true do
-  local now = redis.call('time')
-  if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1]) then return 1 end
-end
-"""
 
 
 @pytest.mark.timeout(120)
@@ -53,9 +46,7 @@ def test_a_busy_moment_of_redis_does_not_stop_the_worker(
                 # Served, then the worker waits again (a BRPOP on its doorbell, 1 s).
                 codes.append(app.ring_tasks.get_code.delay("alpha").get(timeout=10))
                 time.sleep(0.05)
-                busy = threading.Thread(
-                    target=lambda: redis.Redis.from_url(server.url).eval(_BUSY, 0, 450_000)
-                )
+                busy = threading.Thread(target=lambda: keep_busy(server.url, 450_000))
                 busy.start()
                 busy.join()
                 # Sent the moment Redis answers again, as a caller retrying would.

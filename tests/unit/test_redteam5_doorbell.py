@@ -20,20 +20,11 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from coder_ring.celery.doorbell import Channel, Transport
 from coder_ring.celery.names import ring_queue
 from coder_ring.registry.keys import doorbell_key, lock_key
-from tests.servers import PrivateRedis, private_redis
+from tests.servers import PrivateRedis, keep_busy, private_redis
 
 pytestmark = pytest.mark.redis
 
 MEMBER = "m1@host|1|ab"
-# Busy for ``ARGV[1]`` microseconds: meanwhile, past busy-reply-threshold, every other
-# client's command is answered "-BUSY Redis is busy running a script".
-_BUSY = """
-local start = redis.call('time')
-while true do
-  local now = redis.call('time')
-  if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1]) then return 1 end
-end
-"""
 
 
 @pytest.fixture
@@ -99,9 +90,7 @@ def test_a_sweep_refused_for_a_moment_does_not_break_the_wait_in_flight(
         channel.brpop_timeout = 10  # the BRPOP in flight outlives the busy script
         drain(conn, got, 1, seconds=0.5)  # first looks (pop script): both queues empty
         assert channel._in_poll and not channel._popping, "a BRPOP on the doorbell waits"
-        busy = threading.Thread(
-            target=lambda: redis.Redis.from_url(server.url).eval(_BUSY, 0, 600_000)
-        )
+        busy = threading.Thread(target=lambda: keep_busy(server.url, 600_000))
         busy.start()
         time.sleep(0.2)  # the script runs, past the threshold
         channel.sweep_rings()  # the event loop's sweep: -BUSY
@@ -183,9 +172,7 @@ def test_a_moment_of_busy_redis_does_not_give_the_doorbell_up_for_good(
     admin.config_set("busy-reply-threshold", 50)
     with consuming(server.url, namespace, rings) as (conn, channel, got):
         drain(conn, got, 1, seconds=0.5)  # first looks: all empty
-        busy = threading.Thread(
-            target=lambda: redis.Redis.from_url(server.url).eval(_BUSY, 0, 600_000)
-        )
+        busy = threading.Thread(target=lambda: keep_busy(server.url, 600_000))
         busy.start()
         time.sleep(0.2)
         channel.sweep_rings()  # the event loop's sweep, four times a second
