@@ -314,6 +314,9 @@ def test_direct_draws_beside_a_pool_then_a_refill_and_a_restart_repeat_nothing(
     first.wait_for_lock(RING, timeout=30)
     second = group.worker("second", env, [RING])  # a standby, to drain the cycle later
     with caller_app(env) as app:
+        # A claim fills the pool in the background (a request that comes first draws for
+        # itself instead): counted from a full pool.
+        wait_until(lambda: status(app)["pooled"] == POOL, TIMEOUT, 0.1, what="a full pool")
         codes = [get(app) for _ in range(3)]
         assert status(app)["pooled"] == POOL - 3
         direct = run_cli(env, "get", RING, "--direct", "-n", "4")
