@@ -2,8 +2,10 @@
 fresh ``coder-ring worker --all`` processes as shipped (3 workers; 4 for the largest),
 on one Redis server of the run's own (its command counts are the run's alone) and the
 run's PostgreSQL schema. Per size: the seconds until every ring is held after the
-workers start, p50/p99 of ``get_code`` on a random ring, a burst on random rings, the
-workers' RSS and Redis's commands per second while idle; for the largest, a worker
+workers start and until their queues are consumed, a p50 then (each worker is still
+filling the pools of the rings it claimed) and the seconds until the workers settle
+(pools filled), then p50/p99 of ``get_code`` on a random ring, a burst on random rings,
+the workers' RSS and Redis's commands per second while idle; for the largest, a worker
 joining (seconds until the rings are balanced over one more) and a SIGKILL of one
 (seconds until every ring of it is held again). Any duplicate code fails the run.
 
@@ -53,6 +55,10 @@ class RingsParams:
     def quick(cls) -> RingsParams:
         """A few seconds per size: checks that everything works."""
         return cls((1, 100), 2, 100, 2, 30, 100, 2.0, 1.0, 120.0)
+
+
+#: A worker is settled (its claims' pools filled) below this share of a core.
+SETTLED_SHARE = 0.2
 
 
 def commandstats(client: redis.Redis) -> Counter[str]:
@@ -140,6 +146,20 @@ class RingCluster:
             time.sleep(0.25)
         return None
 
+    def wait_settled(self, started: float, timeout: float, window: float = 2.0) -> float | None:
+        """Seconds from ``started`` until every worker used under :data:`SETTLED_SHARE` of
+        a core over ``window`` seconds, or None after ``timeout``. A worker fills the pool
+        of each ring it claims in the background: at 10,000 rings that is 2,500 draws each,
+        tens of seconds of CPU that a request measured meanwhile shares."""
+        while time.monotonic() - started < timeout:
+            workers = self.alive
+            before = [worker.cpu_seconds() for worker in workers]
+            time.sleep(window)
+            used = [worker.cpu_seconds() - b for worker, b in zip(workers, before, strict=True)]
+            if max(used) < SETTLED_SHARE * window:
+                return round(time.monotonic() - started, 2)
+        return None
+
     def idle(self, seconds: float) -> dict[str, Any]:
         """Redis commands per second (all of them, and per command) while nobody calls."""
         before, started = commandstats(self.client), time.monotonic()
@@ -214,11 +234,14 @@ def measure_size(
         cluster.wait_balanced(started, params.timeout_s)
         consuming = cluster.wait_consuming(started, params.timeout_s)
         figures[f"{prefix}.consuming_s"] = consuming if consuming is not None else float("inf")
+        cluster.latency(20)  # the caller warms up (connections, its registry view)
+        figures[f"{prefix}.warming_p50_ms"] = cluster.latency(params.requests // 3)["p50_ms"]
+        settled = cluster.wait_settled(started, params.timeout_s)
+        figures[f"{prefix}.settled_s"] = settled if settled is not None else float("inf")
         time.sleep(params.settle_s)
         idle = cluster.idle(params.idle_s)
         figures[f"{prefix}.idle_cmds_per_s"] = idle["redis_cmds_per_s"]
         figures[f"{prefix}.rss_mb"] = max(w.rss_mb() for w in cluster.alive)
-        cluster.latency(20)  # the caller warms up (connections, its registry view)
         figures |= {f"{prefix}.{k}": v for k, v in cluster.latency(params.requests).items()}
         figures[f"{prefix}.burst_per_s"] = cluster.burst(params.burst)
         log(f"{rings:,} ring(s): held {held} s, idle {idle['by_command_per_s']}")

@@ -55,6 +55,13 @@ class BenchWorker(Process):
         if not self.alive():
             raise WorkerFailed(f"worker {self.name} exited\n{self.log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far (user and system), from ``/proc/PID/stat``."""
+        self.check_alive()
+        stat = Path(f"/proc/{self.pid}/stat").read_text(encoding="ascii")
+        fields = stat.rpartition(")")[2].split()  # after the command's name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self, field: str = "VmRSS") -> float:
         """Resident memory in MiB, from ``/proc/PID/status`` (``VmHWM``: the peak)."""
         self.check_alive()

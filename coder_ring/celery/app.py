@@ -66,6 +66,10 @@ class CoderRingApp(Celery):  # type: ignore[misc]
         self._registry: CallerView | None = None
         #: A worker's log of callers' refused requests (once per ring and kind per interval).
         self.caller_errors = CallerErrorLog(settings.log_interval)
+        #: True on coder_ring's Redis transports, where a list is a queue: a request
+        #: needs no queue declared before it (elsewhere, AMQP say, an undeclared queue
+        #: drops it).
+        self.publishes_by_name = transport_for(settings.broker_url) is not None
         self.conf.update(
             broker_url=settings.broker_url,
             # kombu's Redis transport, with a doorbell per worker (many rings, issue 19).

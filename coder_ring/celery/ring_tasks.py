@@ -104,6 +104,13 @@ class RingTask(Task):  # type: ignore[misc]
                 )
         app.registry.ensure_served(ring)
         options["queue"] = ring_queue(app.settings.namespace, ring)
+        if app.publishes_by_name:
+            # The request goes to the ring's list by its name (Celery's anonymous
+            # exchange), which needs no binding. Celery would first declare and bind the
+            # queue: two round trips per ring on each connection's first request, and an
+            # entry kept for good per ring. At 10,000 rings nearly every request paid them
+            # (issue 19). The workers declare the queues they consume.
+            options.setdefault("declare", ())
         # The request's deadline travels as a plain number in a header, checked by the
         # worker before it serves: Celery's own `expires` costs a datetime with its time
         # zone on both sides, about a tenth of a no-op's round trip (README, Performance).

@@ -23,6 +23,7 @@ from celery import Celery
 
 from coder_ring.celery.doorbell import RECENT_QUEUES
 from coder_ring.celery.names import TASK_GET_CODE, ring_queue
+from coder_ring.registry.keys import lock_key
 from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import assert_distinct, caller_app, wait_until, worker_env, write_rings
 from tests.servers import private_redis
@@ -110,3 +111,34 @@ def test_every_request_is_served_whoever_sent_it(tmp_path: Path, pg_url: str, gr
     assert waits, "the worker never waited"
     # Ours: the doorbell, the no-op's queue, the rings that served last, the timeout.
     assert max(len(words) for words in waits) <= 1 + 2 + RECENT_QUEUES + 1, waits[:3]
+
+
+@pytest.mark.timeout(90)
+def test_a_callers_requests_declare_no_queue(tmp_path: Path, pg_url: str, group: Any) -> None:
+    # Celery declares and binds a queue before its first message on each connection: two
+    # round trips per ring, paid by nearly every request among thousands of rings. A
+    # coder_ring caller sends to the ring's list by name; the worker declared the queue.
+    rings = RINGS[:12]
+    rings_file = write_rings(
+        tmp_path / "rings.toml", **{ring: {"base_length": 2, "pool_size": 8} for ring in rings}
+    )
+    with private_redis() as server:
+        env = worker_env(redis_url=server.url, database_url=pg_url, rings_file=rings_file)
+        worker = group.worker("a", env)
+        worker.wait_ready()
+        wait_until(lambda: all(worker.holds(ring) for ring in rings), TIMEOUT, 0.2)
+        with caller_app(env) as app:
+            assert app.publishes_by_name
+            app.ring_tasks.get_code.delay(rings[0]).get(timeout=TIMEOUT)  # connections made
+            with commands_sent(server.url) as sent:
+                codes = [
+                    (ring, app.ring_tasks.get_code.delay(ring).get(timeout=TIMEOUT))
+                    for ring in rings[1:]
+                ]
+    assert len(codes) == len(rings) - 1
+    declares = [words for words in sent if any("_kombu.binding" in word for word in words)]
+    assert not declares, declares[:3]
+    # Still one publish per request: the script that pushes it and rings the doorbell.
+    locks = {lock_key(DEFAULT_NAMESPACE, ring) for ring in rings}
+    published = [words for words in sent if words[0] == "EVALSHA" and words[4] in locks]
+    assert len(published) == len(codes), published

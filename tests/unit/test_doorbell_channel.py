@@ -16,9 +16,11 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
+from coder_ring.celery.app import create_app
 from coder_ring.celery.doorbell import Channel, Transport
 from coder_ring.celery.names import ring_queue
 from coder_ring.registry.keys import doorbell_key, lock_key, namespace_pattern
+from coder_ring.settings import WorkerSettings
 from tests.harness.shared import REDIS_TEST_URL, require
 
 pytestmark = pytest.mark.redis
@@ -142,3 +144,24 @@ def test_a_channel_without_a_namespace_is_kombus_own(namespace: str) -> None:
         channel = conn.default_channel
         assert isinstance(channel, Channel)
         assert not channel.use_doorbell(doorbell_key(namespace, MEMBER))
+
+
+@pytest.mark.parametrize(
+    ("broker", "by_name"),
+    [
+        ("redis://127.0.0.1:6379/3", True),
+        ("sentinel://127.0.0.1:26379", True),
+        # On AMQP an undeclared queue drops a message: Celery's declare stays.
+        ("amqp://guest@127.0.0.1//", False),
+    ],
+)
+def test_callers_skip_celerys_declare_only_on_coder_rings_transports(
+    broker: str, by_name: bool
+) -> None:
+    master = "p" if broker.startswith("sentinel") else None
+    settings = WorkerSettings(broker_url=broker, sentinel_master=master)
+    app = create_app(settings)
+    try:
+        assert app.publishes_by_name is by_name
+    finally:
+        app.close()
