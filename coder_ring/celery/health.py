@@ -182,6 +182,11 @@ class LinkHealth:
         #: When the slow rounds in a row began (monotonic).
         self._slow_since = float("inf")
 
+    @property
+    def suspect(self) -> bool:
+        """Healthy, but its last round was slow: the next may degrade it."""
+        return self.healthy and self._slow > 0
+
     def round(
         self, seconds: float, answered: bool, quick_peer_since: float | None = None
     ) -> str | None:
