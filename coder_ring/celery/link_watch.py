@@ -44,5 +44,13 @@ class LinkWatch:
         self.began = (
             math.floor((started + offset) * 1000) / 1000 if fair and offset is not None else None
         )
-        quick_peer = self.registry.quick_peer_since(self.health.limit, self.period)
-        return self.health.round(seconds, answered, quick_peer)
+        limit = self.health.limit
+        verdict = self.health.round(
+            seconds, answered, self.registry.quick_peer_since(limit, self.period)
+        )
+        # Slow enough, but the others' records were read early in the round, before any
+        # round of theirs that began after this worker's slow ones: read them again now
+        # rather than a whole round later (a round more without a code on a slow link).
+        if verdict is None and self.health.undecided and self.registry.read_peers():
+            verdict = self.health.confirm(self.registry.quick_peer_since(limit, self.period))
+        return verdict

@@ -42,6 +42,7 @@ class RegistryView:
     ) -> None:
         self.clock = clock = clock or RedisClock(client)
         self.client = client
+        self.member_id = member_id
         self.namespace = namespace
         self.membership = Membership(client, namespace, ttl, clock)
         self.assignments = AssignmentCache(client, namespace)
@@ -111,6 +112,17 @@ class RegistryView:
             # slow link); a failed placement counts whole.
             self.call_seconds = time.monotonic() - began - placing
         return answered
+
+    def read_peers(self) -> bool:
+        """Read the other members' records again, out of turn (a worker whose round was
+        slow asks how theirs went meanwhile); False when Redis did not answer."""
+        try:
+            members = live_members(self.client, self.namespace)
+        except redis.RedisError:
+            return False
+        self.peers = [member for member in members if member.id != self.member_id]
+        self.read_at = time.monotonic()
+        return True
 
     def say(self, info: MemberInfo) -> None:
         """Heartbeat ``info`` out of turn (a worker giving its rings up); a Redis error is
