@@ -181,6 +181,13 @@ class LinkHealth:
         self._back_at = float("-inf")
         #: When the slow rounds in a row began (monotonic).
         self._slow_since = float("inf")
+        #: Slow enough to degrade, waiting to know of another member's quick round.
+        self._undecided = False
+
+    @property
+    def suspect(self) -> bool:
+        """Healthy, but its last round was slow: the next may degrade it."""
+        return self.healthy and self._slow > 0
 
     def round(
         self, seconds: float, answered: bool, quick_peer_since: float | None = None
@@ -190,11 +197,11 @@ class LinkHealth:
         member began, None: none known): :data:`LOST` when the link just degraded,
         :data:`BACK` when it just became well again, else None."""
         if not answered:
-            self._quick_since = None
+            self._quick_since, self._undecided = None, False
             return None
         now = time.monotonic()
         if seconds <= self.limit:
-            self._slow, self._slow_since = 0, float("inf")
+            self._slow, self._slow_since, self._undecided = 0, float("inf"), False
             if self._quick_since is None:
                 self._quick_since = now
             if not self.healthy and now - self._quick_since >= self._hold:
@@ -206,19 +213,34 @@ class LinkHealth:
         self._slow_since = min(self._slow_since, now - seconds)
         self._quick_since = None
         very_slow = seconds > 2 * self.limit
-        if not self.healthy or (self._slow < self.SLOW_ROUNDS and not very_slow):
+        self._undecided = self.healthy and (self._slow >= self.SLOW_ROUNDS or very_slow)
+        return self.confirm(quick_peer_since)
+
+    @property
+    def undecided(self) -> bool:
+        """Slow enough to degrade, but no other member is known to have had a quick round
+        since this worker's slow ones began: :meth:`confirm` with a fresher look."""
+        return self._undecided
+
+    def confirm(self, quick_peer_since: float | None) -> str | None:
+        """:data:`LOST` when the last round was slow enough and another member's quick
+        round began after this worker's slow ones (``quick_peer_since``), else None."""
+        if not self._undecided:
             return None
         if quick_peer_since is None or quick_peer_since <= self._slow_since:
             return None  # slow for everyone, as far as this worker knows: Redis is
+        self._undecided = False
+        now = time.monotonic()
         recovered_for = now - self._back_at
         self._hold = (
             min(self._hold * 2, MAX_BACKOFF) if recovered_for < 4 * self._hold else self.grace
         )
         self.healthy = False
         log.error(
-            "Redis calls of a lease round took %.2f s (limit %.2f s, twice that once): "
-            "giving every ring up until they are quick for %.0f s",
-            seconds,
+            "Redis calls of %d lease round(s) in a row were slow (limit %.2f s, twice that "
+            "once) while another member's were quick: giving every ring up until they are "
+            "quick for %.0f s",
+            self._slow,
             self.limit,
             self._hold,
         )

@@ -9,6 +9,7 @@ they were assigned to, and back again a round later.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import redis
@@ -39,8 +40,9 @@ class RegistryView:
         reach: Reachability,
         clock: RedisClock | None = None,
     ) -> None:
-        clock = clock or RedisClock(client)
+        self.clock = clock = clock or RedisClock(client)
         self.client = client
+        self.member_id = member_id
         self.namespace = namespace
         self.membership = Membership(client, namespace, ttl, clock)
         self.assignments = AssignmentCache(client, namespace)
@@ -111,20 +113,48 @@ class RegistryView:
             self.call_seconds = time.monotonic() - began - placing
         return answered
 
+    def read_peers(self) -> bool:
+        """Read the other members' records again, out of turn (a worker whose round was
+        slow asks how theirs went meanwhile); False when Redis did not answer."""
+        try:
+            members = live_members(self.client, self.namespace)
+        except redis.RedisError:
+            return False
+        self.peers = [member for member in members if member.id != self.member_id]
+        self.read_at = time.monotonic()
+        return True
+
+    def say(self, info: MemberInfo) -> None:
+        """Heartbeat ``info`` out of turn (a worker giving its rings up); a Redis error is
+        ignored: the next round's heartbeat says it again."""
+        with contextlib.suppress(redis.RedisError):
+            self.membership.heartbeat(info)
+
     def quick_peer_since(self, limit: float, period: float) -> float | None:
         """The latest monotonic time by which a lease round of another healthy member
         surely began that its Redis answered well within ``limit`` (None: no such
-        member): its record, written at the start of its next round, says how its last
-        one went. Cautious on every count, since a wrong "quick" makes this worker give
-        its rings up: half the limit (members make a few calls more or less a round),
-        and dated a period earlier still (the record's age is Redis's, which a slow
-        Redis stamps late)."""
-        began = [
-            self.read_at - peer.age - 2 * period
-            for peer in self.peers
-            if peer.healthy
-            and peer.age is not None
-            and peer.redis_seconds is not None
-            and peer.redis_seconds <= limit / 2
-        ]
+        member). Cautious on every count, since a wrong "quick" makes this worker give
+        its rings up: half the limit (members make a few calls more or less a round).
+
+        Its record says when that round began, in Redis's clock as the member reckons it
+        (never late). Read back through this worker's own reckoning (late at most by the
+        trip back of its best reply, well under a millisecond on a LAN: replies of a
+        slow link are on time as often as not), and dated half the limit earlier still:
+        Redis may have turned slow for everyone while this worker's first slow round was
+        under way, after another member's quick round began, and that round's calls,
+        quick, took less than that. A record without it (a worker of an earlier release)
+        is dated by its heartbeat two periods back: written at the start of the member's
+        next round, which may begin a period after the last one ended, and stamped late by
+        a slow Redis. Both wait for the member's next heartbeat: a slow link is found a
+        round or two after it turns slow."""
+        offset = self.clock.estimate()
+        began = []
+        for peer in self.peers:
+            seconds = peer.redis_seconds
+            if not peer.healthy or seconds is None or seconds > limit / 2:
+                continue
+            if peer.redis_began is not None and offset is not None:
+                began.append(peer.redis_began - offset - limit / 2)
+            elif peer.age is not None:
+                began.append(self.read_at - peer.age - 2 * period)
         return max(began, default=None)

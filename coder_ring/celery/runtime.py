@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import redis
 
 from coder_ring.celery.health import LOST, Bounded, DatabaseHealth, LinkHealth
+from coder_ring.celery.link_watch import LinkWatch
 from coder_ring.celery.registry_view import RegistryView
 from coder_ring.celery.reload import RingsReload
 from coder_ring.celery.ring_locks import LeaseKeeper, RingLocks
@@ -89,8 +90,6 @@ class WorkerRuntime:
         self.reach = Reachability(log, max_wait=ttl)  # rounds back off while it is lost
         self.member_id = new_member_id(node)
         self.started = time.time()
-        #: Seconds of the Redis calls of the last healthy lease round (in the heartbeat).
-        self.redis_seconds: float | None = None
         self.seats: dict[str, RingSeat] = {}
         #: Called (from the lease thread) whenever a ring is won, lost or moved.
         self.on_change: Callable[[], None] = lambda: None
@@ -143,6 +142,7 @@ class WorkerRuntime:
         self.registry = RegistryView(self.redis, self.namespace, self.member_id, ttl,
             metrics=self.metrics, reach=self.reach, clock=lease.clock)  # fmt: skip
         self.membership, self.coordinator = self.registry.membership, self.registry.coordinator
+        self.watch = LinkWatch(self.link, self.registry, self.locks, ttl / 3)
 
     # -- public -----------------------------------------------------------------------
 
@@ -222,7 +222,8 @@ class WorkerRuntime:
             healthy=self.healthy,
             database=redact_url(self.settings.engine.database_url),
             holding=tuple(sorted(name for name, seat in self.seats.items() if seat.has_lock())),
-            redis_seconds=None if self.redis_seconds is None else round(self.redis_seconds, 3),
+            redis_seconds=None if self.watch.seconds is None else round(self.watch.seconds, 3),
+            redis_began=self.watch.began,
         )
 
     # -- the lease thread -------------------------------------------------------------
@@ -260,18 +261,14 @@ class WorkerRuntime:
             healthy=self.healthy,
             stopping=self._stopping.is_set(),
         )
-        # How well the link answers: its heartbeat's and renewal's own time, not the
-        # coordinator's reads nor the seats' bookkeeping (busy among 10,000 rings: no slow link).
-        seconds, answered = self.registry.call_seconds + self.locks.call_seconds, answered or tended
-        # Unfair figures for the others: an unhealthy round (no bid), a failed one (cut short).
-        self.redis_seconds = seconds if answered and self.healthy else None
-        quick_peer = self.registry.quick_peer_since(self.link.limit, self.settings.lock_ttl / 3)
-        if self.link.round(seconds, answered, quick_peer) == LOST:
+        if self.watch.round(started, answered or tended, self.healthy) == LOST:
             self._give_up("Redis answers too slowly")
         self.serving_log.round(self.seats.values(), self.registry.assignment)
         ttl = self.settings.lock_ttl
         budget = min(ttl / 3, started + 2 * ttl / 3 - time.monotonic())
-        if budget >= ttl / 10:  # else next round: too little time left is no failure
+        # Too little time left is no failure: next round. Nor after a slow round: over a
+        # slow link the check would hold back the round that tells whether to give up.
+        if budget >= ttl / 10 and not self.link.suspect:
             self._check_epochs(budget)
 
     def new_seat(self, ring: str) -> RingSeat:
@@ -337,15 +334,17 @@ class WorkerRuntime:
             self._give_up("database unreachable")
 
     def _give_up(self, why: str) -> None:
-        """Say so in the membership, release every lock in one call, drop the pools, tell
-        the others in one trip (the coordinator moves the rings on their notice)."""
-        with contextlib.suppress(redis.RedisError):
-            self.membership.heartbeat(self.info())
+        """Say so in the membership while releasing every lock in one call (at once: on a
+        slow link each is a round trip or a timeout), drop the pools, then tell the others
+        in one trip (the coordinator, moving the rings on their notice, reads us unhealthy)."""
+        saying = threading.Thread(target=self.registry.say, args=(self.info(),))
+        saying.start()  # healthy no more: the coordinator gives this worker no ring
         released = self.redis.pipeline(transaction=False)
         for seat in self.locks.give_up(list(self.seats.values())):
             log.warning("ring %s: given up (%s); pool dropped", seat.ring, why)
             self._transitions.submit(seat.ring, seat.drop_claim, False)
             notices.publish(released, self.namespace, notices.RELEASED, seat.ring)
+        saying.join()  # bounded: two calls at most, each within the client's timeout
         with contextlib.suppress(redis.RedisError):  # the others notice by themselves
             released.execute()
         self.on_change()

@@ -64,6 +64,9 @@ class MemberInfo:
     #: Seconds the Redis calls of its last lease round took while it was healthy (how
     #: well its link answers); None before its first such round.
     redis_seconds: float | None = None
+    #: When that round began, in Redis's clock (seconds) as the member reckons it: never
+    #: later than it did (so others never date its quick round late); None: not known.
+    redis_began: float | None = None
     #: Seconds since its last heartbeat (server time); None before it is read back.
     age: float | None = field(default=None, compare=False)
 

@@ -94,6 +94,11 @@ class RedisClock:
         with self._lock:
             return max(self._bounds)
 
+    def estimate(self) -> float | None:
+        """:meth:`offset` as known now, asking Redis nothing (None: no reply seen yet)."""
+        with self._lock:
+            return max(self._bounds, default=None)
+
     def observe(self, redis_ms: int, received: float) -> None:
         """A reply stamped ``redis_ms`` by Redis arrived at ``received`` (monotonic)."""
         with self._lock:

@@ -91,3 +91,29 @@ def test_a_redis_slow_for_every_member_degrades_none() -> None:
     assert link.healthy
     # A peer quick since: this worker's link is the slow one.
     assert link.round(0.25, answered=True, quick_peer_since=time.monotonic()) == "lost"
+
+
+def test_a_slow_round_without_news_of_the_others_waits_for_a_fresher_look() -> None:
+    # The others' records are read early in a round: a slow link's first slow rounds see
+    # none of their rounds since. The worker reads them again at the end of the round
+    # (confirm) instead of a round later; what it finds decides as a round would.
+    link = LinkHealth(limit=0.1, grace=0.2)
+    before = time.monotonic() - 1.0
+    assert link.round(0.15, answered=True, quick_peer_since=before) is None
+    assert not link.undecided  # one slow round (under twice the limit): not enough
+    assert link.round(0.15, answered=True, quick_peer_since=before) is None
+    assert link.undecided
+    assert link.confirm(before) is None  # still no quick round of another since
+    assert link.healthy and link.undecided
+    assert link.confirm(time.monotonic()) == "lost"
+    assert not link.healthy and not link.undecided
+    assert link.confirm(time.monotonic()) is None  # decided once
+    # A cut (nothing answered) or a quick round ends the waiting.
+    other = LinkHealth(limit=0.1, grace=0.2)
+    assert other.round(0.25, answered=True, quick_peer_since=None) is None
+    assert other.undecided
+    assert other.round(0.25, answered=False) is None
+    assert not other.undecided and other.confirm(time.monotonic()) is None
+    assert other.round(0.25, answered=True, quick_peer_since=None) is None
+    assert other.round(0.01, answered=True) is None
+    assert not other.undecided and other.healthy
