@@ -12,8 +12,9 @@ between rounds). Each round it:
    (:mod:`coder_ring.registry.coordinator`), and reads the assignment;
 4. takes, renews, hands off or loses each ring's lock to follow the assignment, and
    gives every ring up when Redis answers too slowly (:class:`~.health.LinkHealth`);
-5. checks that the epochs of the rings it serves are still its own (an operator's
-   reset or rebuild reaches it here, or at once by a notice).
+5. checks that the epochs of the rings it serves are still its own
+   (:mod:`coder_ring.celery.epoch_check`: an operator's reset or rebuild reaches it
+   here, or at once by a notice).
 
 Nothing here imports Celery (test_floors checks it): :mod:`~coder_ring.celery.ownership` does.
 """
@@ -30,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
 
+from coder_ring.celery.epoch_check import EpochCheck
 from coder_ring.celery.health import LOST, Bounded, DatabaseHealth, LinkHealth
 from coder_ring.celery.link_watch import LinkWatch
 from coder_ring.celery.registry_view import RegistryView
@@ -116,6 +118,8 @@ class WorkerRuntime:
         # rings at once: a handoff does not queue behind hundreds of activations.
         self.refills = ThreadPoolExecutor(2, thread_name_prefix="ring-refill")
         self._transitions = OrderedTransitions(TRANSITION_THREADS)
+        self.epochs = EpochCheck(self.service.store, self.checks, self.health,
+            lambda seat: self._transitions.submit(seat.ring, self._activate, seat))  # fmt: skip
         self._listener = notices.NoticeListener(
             registry_client(settings, connect_timeout=ttl / 4),
             self.namespace,
@@ -269,7 +273,7 @@ class WorkerRuntime:
         # Too little time left is no failure: next round. Nor after a slow round: over a
         # slow link the check would hold back the round that tells whether to give up.
         if budget >= ttl / 10 and not self.link.suspect:
-            self._check_epochs(budget)
+            self.epochs.run(self.seats.values(), budget)
 
     def new_seat(self, ring: str) -> RingSeat:
         """A seat for ``ring`` (configured), not held."""
@@ -348,37 +352,6 @@ class WorkerRuntime:
         with contextlib.suppress(redis.RedisError):  # the others notice by themselves
             released.execute()
         self.on_change()
-
-    def _check_epochs(self, budget: float) -> None:
-        """Check the epochs of the rings served (or, serving none while healthy, that the
-        database answers), waiting at most ``budget``: no answer is a failure."""
-        active = [s for s in self.seats.values() if s.can_serve() and s.server.epoch is not None]
-        if not active and not self.health.healthy:
-            return  # the health check probes on its own schedule
-        started = time.monotonic()
-        try:
-            if not active:
-                self.checks.run(self.service.store.ping, budget)
-                self.store_ok()
-                return
-            store = self.service.store
-            rings = [seat.ring for seat in active]
-            records = self.checks.run(lambda: store.ring_records(rings), budget)
-        except StoreUnavailable:
-            self.health.failed(since=started)  # unhealthy once it has lasted a TTL
-            return
-        except CoderRingError:
-            return  # requests meet the failure and report it
-        self.store_ok()
-        for seat in active:
-            record = records.get(seat.ring)
-            if record is not None and not seat.server.still_current(record):
-                log.info(
-                    "ring %s: reset or rebuilt (epoch %d): pool dropped, claiming it again",
-                    seat.ring,
-                    record.epoch,
-                )
-                self._transitions.submit(seat.ring, self._activate, seat)
 
     def _on_notice(self, kind: str, ring: str) -> None:
         # Any notice (a ring changed, released or reassigned) is worth a round now.

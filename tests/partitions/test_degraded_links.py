@@ -43,9 +43,11 @@ LATE = Fault(
 )
 
 
-#: The slow link's victim holds no ring from this (2x TTL) after the fault's start on: two
-#: slow rounds, one of them after another member's quick one, then its release.
-DEGRADED_WITHIN = 2 * LOCK_TTL
+#: The slow link's victim holds no ring from this (3x TTL) after the fault's start on: two
+#: slow rounds, one of them after another member's quick one, then its release (3.7-5.7 s
+#: measured); a round whose every call a lost packet timed out counts neither way and
+#: adds one. The rings' gap (2x TTL, :func:`check`) bounds what callers see.
+DEGRADED_WITHIN = 3 * LOCK_TTL
 
 
 @pytest.mark.timeout(TIMEOUT + 30)
@@ -56,7 +58,7 @@ def test_a_slow_lossy_link_then_late_heartbeats(network: Network, tmp_path: Path
     check(figures)
     slow = figures.dealt[0]
     # The slow link is found, not merely outlived: its worker gave every ring up at once
-    # (pools dropped) within 2x TTL, held none for the rest of the fault, and said it was
+    # (pools dropped) within 3x TTL, held none for the rest of the fault, and said it was
     # unhealthy during the fault (its record is written over the slow link: a heartbeat
     # lost there says it a round later).
     assert slow.unhealthy_at is not None, f"{slow.victim} never said it was unhealthy"
