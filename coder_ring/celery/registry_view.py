@@ -14,6 +14,7 @@ import time
 
 import redis
 
+from coder_ring.celery.wait_clock import waiting_seconds
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.coordinator import AssignmentCache, Coordinator
@@ -73,7 +74,8 @@ class RegistryView:
         assignment into :attr:`assignment` and :attr:`live` (kept as they were when
         Redis fails). Whether Redis answered at all."""
         answered = False
-        began, placing = time.monotonic(), 0.0
+        # The link's share of the round (see coder_ring.celery.wait_clock).
+        began, placing = waiting_seconds(), 0.0
         try:
             self.membership.heartbeat(info)
             answered = True
@@ -87,14 +89,14 @@ class RegistryView:
             # metrics (a failover or a handoff) go by the holders the records name.
             leading = healthy and self.coordinator.lead(members)
             if leading:
-                placing_began = time.monotonic()
+                placing_began = waiting_seconds()
                 rings = {ring for member in members for ring in member.rings}
                 holders = lock_holders(self.client, self.namespace, rings)
             else:
                 holders = {ring: member.id for member in members for ring in member.holding}
             self.metrics.saw_holders(holders)
             assignment = self.coordinator.place(members, holders, before) if leading else None
-            placing = time.monotonic() - placing_began if leading else 0.0
+            placing = waiting_seconds() - placing_began if leading else 0.0
             if assignment is None:
                 assignment = before
             elif assignment != before:
@@ -110,7 +112,7 @@ class RegistryView:
             # Every call's time but the coordinator's reads of every lock and its
             # placement (they grow with the rings: a coordinator among 10,000 rings is no
             # slow link); a failed placement counts whole.
-            self.call_seconds = time.monotonic() - began - placing
+            self.call_seconds = waiting_seconds() - began - placing
         return answered
 
     def read_peers(self) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from coder_ring.celery.seat import RingSeat
+from coder_ring.celery.wait_clock import waiting_seconds
 from coder_ring.registry.member_lease import MemberLease
 from coder_ring.registry.redis_clock import LateRequest
 
@@ -84,9 +85,9 @@ class RingLocks:
         plans = [
             (seat, plan) for seat in seats if (plan := self._plan(seat, assignment, live, healthy))
         ]
-        began = time.monotonic()
+        began = waiting_seconds()  # the link's share: see coder_ring.celery.wait_clock
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
-        self.call_seconds = time.monotonic() - began
+        self.call_seconds = waiting_seconds() - began
         for seat, plan in plans:
             with seat.transition:
                 mine = until if granted.get(seat.ring) else None
