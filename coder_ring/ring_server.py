@@ -164,11 +164,11 @@ class RingServer:
                 pool.codes.clear()
                 codes = drawn.codes
             elif count <= len(pool.codes):
-                codes = [pool.codes.popleft().code for _ in range(count)]
+                codes = pool.codes.take(count)
             else:
                 # Draw the rest first: if that fails, the pooled codes stay pooled.
                 drawn = self._draw(record, pool, count - len(pool.codes))
-                codes = [entry.code for entry in pool.codes] + drawn.codes
+                codes = pool.codes.codes() + drawn.codes
                 pool.codes.clear()
             if keep:
                 self._pools[extra] = pool

@@ -19,8 +19,9 @@ from coder_ring import (
     SqlStore,
 )
 from coder_ring.errors import NotHolding
+from coder_ring.extra_pool import PooledCodes
 from coder_ring.ring_server import MAX_POOLED_EXTRAS, RingServer
-from coder_ring.store import Store
+from coder_ring.store import Drawn, Store
 
 POOL = 8
 ONE = RingConfig("one", base_length=1, pool_size=POOL)
@@ -250,3 +251,34 @@ def test_the_edges_bug_direct_draws_beside_a_pool_never_repeat(
         assert fresh.service.status("two").remaining_in_cycle == 0
     finally:
         store.dispose()
+
+
+def test_pooled_codes_keep_order_and_what_each_was_drawn_from() -> None:
+    # Parallel arrays, not an object a code: taking from the front moves a start index,
+    # and the taken slots are freed once they are half the lists.
+    def drawn(first: int, count: int, cycle: int = 0) -> Drawn:
+        values = [7 * (first + i) for i in range(count)]
+        codes = [f"C{v}" for v in values]
+        positions = list(range(first, first + count))
+        return Drawn(codes, values, positions, [cycle] * count, None, None)  # type: ignore[arg-type]
+
+    pool = PooledCodes()
+    assert len(pool) == 0 and not pool and pool.take(3) == []
+    pool.extend(drawn(0, 10))
+    pool.extend(drawn(10, 5, cycle=1))
+    assert len(pool) == 15
+    assert pool.take(3) == ["C0", "C7", "C14"]
+    assert pool.codes()[:2] == ["C21", "C28"] and len(pool) == 12
+    assert next(iter(pool.entries())) == (21, 3, 0) and list(pool.entries())[-1] == (98, 14, 1)
+    assert pool.take(6) == [f"C{7 * i}" for i in range(3, 9)]  # past half: compacted
+    assert len(pool) == 6 and next(iter(pool.entries())) == (63, 9, 0)
+    assert pool.take(100) == ["C63", "C70", "C77", "C84", "C91", "C98"] and len(pool) == 0
+    pool.extend(drawn(20, 2))
+    assert pool.codes() == ["C140", "C147"]
+    pool.clear()
+    assert len(pool) == 0 and list(pool.entries()) == []
+    bad = drawn(0, 3)
+    bad.values.pop()
+    with pytest.raises(ValueError, match="differ in number"):
+        pool.extend(bad)
+    assert len(pool) == 0  # a bad draw pools nothing
