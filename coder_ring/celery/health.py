@@ -184,11 +184,6 @@ class LinkHealth:
         #: Slow enough to degrade, waiting to know of another member's quick round.
         self._undecided = False
 
-    @property
-    def suspect(self) -> bool:
-        """Healthy, but its last round was slow: the next may degrade it."""
-        return self.healthy and self._slow > 0
-
     def round(
         self, seconds: float, answered: bool, quick_peer_since: float | None = None
     ) -> str | None:

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: The header carrying a request's deadline (Unix time): past it, the request is not served.
 DEADLINE_HEADER = "coder_ring_deadline"
+#: Options that route a request through an exchange (its binding), not by queue name.
+ROUTING_OPTIONS = ("exchange", "routing_key", "exchange_type")
 #: Options that would delay a ring request (see the module doc).
 DELAY_OPTIONS = ("countdown", "eta")
 _CHECKS: dict[str, Callable[[object], object]] = {
@@ -104,12 +106,14 @@ class RingTask(Task):  # type: ignore[misc]
                 )
         app.registry.ensure_served(ring)
         options["queue"] = ring_queue(app.settings.namespace, ring)
-        if app.publishes_by_name:
+        if app.publishes_by_name and not any(map(options.get, ROUTING_OPTIONS)):
             # The request goes to the ring's list by its name (Celery's anonymous
             # exchange), which needs no binding. Celery would first declare and bind the
             # queue: two round trips per ring on each connection's first request, and an
             # entry kept for good per ring. At 10,000 rings nearly every request paid them
-            # (issue 19). The workers declare the queues they consume.
+            # (issue 19). The workers declare the queues they consume. A request routed
+            # through an exchange is looked up in the bindings: it keeps the declare (red
+            # team 6: before any worker consumed the queue, kombu dropped it).
             options.setdefault("declare", ())
         # The request's deadline travels as a plain number in a header, checked by the
         # worker before it serves: Celery's own `expires` costs a datetime with its time
