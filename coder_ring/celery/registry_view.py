@@ -156,7 +156,13 @@ class RegistryView:
             if not peer.healthy or seconds is None or seconds > limit / 2:
                 continue
             if peer.redis_began is not None and offset is not None:
-                began.append(peer.redis_began - offset - limit / 2)
+                dated = peer.redis_began - offset - limit / 2
+                # Never after the record was written (its age is Redis's own reckoning):
+                # a member whose clock samples predate a step back of Redis's clock (a
+                # failover, an NTP step) publishes its rounds late (red team 6).
+                if peer.age is not None:
+                    dated = min(dated, self.read_at - peer.age)
+                began.append(dated)
             elif peer.age is not None:
                 began.append(self.read_at - peer.age - 2 * period)
         return max(began, default=None)

@@ -11,6 +11,8 @@ cycle issues those very codes again (nothing fences a pool served from memory: t
 fence only refuses the worker's *writes*), so two codes handed out after the reset are
 equal: a duplicate that the reset's own semantics ("may repeat earlier codes") does not
 cover.
+
+Fixed: the epoch check runs every round again, slow or not.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ ever serve (lost, though the call "succeeded").
 Control (not kept as a test case): the same request with ``declare=None`` (Celery's
 declare, as before 7b88bbe) was served in 4 of 5 runs; it failed once in a run beside
 the other red-team-6 files, for a reason not looked into.
+
+Fixed: a request given its own ``exchange``, ``routing_key`` or ``exchange_type`` keeps
+Celery's declare (:meth:`RingTask.apply_async`).
 """
 
 from __future__ import annotations
