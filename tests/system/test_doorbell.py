@@ -26,6 +26,7 @@ from coder_ring.celery.names import TASK_GET_CODE, ring_queue
 from coder_ring.registry.keys import lock_key
 from coder_ring.settings import DEFAULT_NAMESPACE
 from tests.harness import assert_distinct, caller_app, wait_until, worker_env, write_rings
+from tests.harness.one_worker import one_worker_serving
 from tests.servers import private_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
@@ -119,22 +120,17 @@ def test_a_callers_requests_declare_no_queue(tmp_path: Path, pg_url: str, group:
     # round trips per ring, paid by nearly every request among thousands of rings. A
     # coder_ring caller sends to the ring's list by name; the worker declared the queue.
     rings = RINGS[:12]
-    rings_file = write_rings(
-        tmp_path / "rings.toml", **{ring: {"base_length": 2, "pool_size": 8} for ring in rings}
-    )
-    with private_redis() as server:
-        env = worker_env(redis_url=server.url, database_url=pg_url, rings_file=rings_file)
-        worker = group.worker("a", env)
-        worker.wait_ready()
-        wait_until(lambda: all(worker.holds(ring) for ring in rings), TIMEOUT, 0.2)
-        with caller_app(env) as app:
-            assert app.publishes_by_name
-            app.ring_tasks.get_code.delay(rings[0]).get(timeout=TIMEOUT)  # connections made
-            with commands_sent(server.url) as sent:
-                codes = [
-                    (ring, app.ring_tasks.get_code.delay(ring).get(timeout=TIMEOUT))
-                    for ring in rings[1:]
-                ]
+    with (
+        one_worker_serving(tmp_path, pg_url, group, rings, TIMEOUT) as (server, env, _),
+        caller_app(env) as app,
+    ):
+        assert app.publishes_by_name
+        app.ring_tasks.get_code.delay(rings[0]).get(timeout=TIMEOUT)  # connections made
+        with commands_sent(server.url) as sent:
+            codes = [
+                (ring, app.ring_tasks.get_code.delay(ring).get(timeout=TIMEOUT))
+                for ring in rings[1:]
+            ]
     assert len(codes) == len(rings) - 1
     declares = [words for words in sent if any("_kombu.binding" in word for word in words)]
     assert not declares, declares[:3]

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.harness import caller_app, wait_until, worker_env, write_rings
-from tests.servers import keep_busy, private_redis
+from tests.harness import caller_app
+from tests.harness.one_worker import one_worker_serving
+from tests.servers import keep_busy
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.postgres]
 
@@ -30,14 +31,7 @@ RINGS = ["alpha", "beta", "gamma"]
 def test_a_busy_moment_of_redis_does_not_stop_the_worker(
     tmp_path: Path, pg_url: str, group: Any
 ) -> None:
-    rings_file = write_rings(
-        tmp_path / "rings.toml", **{ring: {"base_length": 2, "pool_size": 8} for ring in RINGS}
-    )
-    with private_redis() as server:
-        env = worker_env(redis_url=server.url, database_url=pg_url, rings_file=rings_file)
-        worker = group.worker("a", env)
-        worker.wait_ready()
-        wait_until(lambda: all(worker.holds(ring) for ring in RINGS), 30.0, 0.2)
+    with one_worker_serving(tmp_path, pg_url, group, RINGS) as (server, env, worker):
         admin = redis.Redis.from_url(server.url)
         admin.config_set("busy-reply-threshold", 20)
         codes = []
