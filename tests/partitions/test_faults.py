@@ -9,9 +9,11 @@ The setting of :mod:`tests.partitions.test_partition` (three hosts, six rings, l
 * Redis (the registry and the broker): its locks lapse and the others take its rings
   within 2x the TTL.
 
-Asserted: no code reaches two requests, every request ends in time, and the figures
-above. Printed: how soon the victim reported itself unhealthy, how soon every ring it
-held had another holder, each ring's longest gap and how soon it served again.
+Asserted: no code reaches two requests, every request ends in time, the figures above,
+and each ring's longest gap (2x the TTL) and first codes after the cut and after the
+heal (2x the TTL plus the visibility timeout). Printed: how soon the victim reported
+itself unhealthy, how soon every ring it held had another holder, each ring's longest
+gap and how soon it served again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tests.partitions.test_partition import (
     REQUEST_TIMEOUT,
     RINGS,
     SLACK,
+    assert_targets,
     cluster_env,
     held,
     log_since,
@@ -110,8 +113,11 @@ def cut_one_server(network: Network, tmp_path: Path, target: str) -> dict[str, A
         f"setup {setup:.1f} s, whole test {time.monotonic() - started:.1f} s, requests "
         f"{len(outcomes)}, errors {Counter(o.error for o in outcomes if o.error) or 'none'}"
     )
+    rows = {}
     for ring in RINGS:
-        row = ring_report(outcomes, ring, since=since, until=until, fault=fault, heal=heal)
+        row = rows[ring] = ring_report(
+            outcomes, ring, since=since, until=until, fault=fault, heal=heal
+        )
         print(
             f"  {ring} {'HIT' if ring in hit else '   '} codes {row['codes']:4}, longest gap "
             f"{row['longest_gap_s']:5.2f} s from {row['gap_from_s']:+6.2f} s, served after "
@@ -127,6 +133,7 @@ def cut_one_server(network: Network, tmp_path: Path, target: str) -> dict[str, A
         "unhealthy_at": unhealthy_at,
         "moved_at": moved_at,
         "came_back": came_back,
+        "rows": rows,
     }
 
 
@@ -145,6 +152,7 @@ def test_a_database_cut_makes_the_holder_unhealthy_and_its_rings_move(
     assert run["unhealthy_at"] <= LOCK_TTL + LATE, run["unhealthy_at"]
     assert run["moved_at"] is not None and run["moved_at"] <= LOCK_TTL + 2 * LATE, run["moved_at"]
     assert not run["came_back"], f"rings back on the cut-off worker: {run['came_back']}"
+    assert_targets(run["rows"])
 
 
 @pytest.mark.slow
@@ -157,3 +165,4 @@ def test_a_redis_cut_moves_the_holders_rings_within_2_ttl(network: Network, tmp_
     assert not run["problems"], "\n".join(run["problems"])
     assert run["hit"], "the victim held no ring"
     assert run["moved_at"] is not None and run["moved_at"] <= 2 * LOCK_TTL, run["moved_at"]
+    assert_targets(run["rows"])

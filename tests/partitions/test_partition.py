@@ -7,11 +7,11 @@ the root namespace, which no cut reaches. Once the rings are spread, the host ho
 the most of them loses its veth for 10 s (both ways: Redis, the broker and the database
 at once), then the link comes back.
 
-Asserted: no code reaches two requests, and every request ends with a code or a clear
-error within its timeout. Measured and printed, not asserted (the issue's targets, for
-the product to meet): each ring's longest stretch without a code (target: at most 2x
-the TTL) and how soon each ring serves a request sent after the cut and after the heal
-(target: within 2x the TTL plus the visibility timeout).
+Asserted: no code reaches two requests, every request ends with a code or a clear
+error within its timeout, each ring's longest stretch without a code is at most 2x the
+TTL, and each ring serves a request sent after the cut and one sent after the heal
+within 2x the TTL plus the visibility timeout (issue 20's targets; measured 2.9-4.1 s
+and 2.8-4.0 s, against 6 s and 10 s).
 """
 
 from __future__ import annotations
@@ -220,3 +220,13 @@ def test_a_ring_holder_cut_off_for_10_s(network: Network, tmp_path: Path) -> Non
     assert traffic.served(), "no code was served at all"
     found = problems(outcomes, REQUEST_TIMEOUT, SLACK)
     assert not found, "\n".join(found)
+    assert_targets(rings)
+
+
+def assert_targets(rings: dict[str, dict[str, Any]]) -> None:
+    """Every ring's longest gap and its first codes after the fault and after the heal
+    within issue 20's targets."""
+    for ring, row in rings.items():
+        assert row["longest_gap_s"] <= GAP_TARGET, (ring, row)
+        for moment in ("served_after_fault_s", "served_after_heal_s"):
+            assert row[moment] is not None and row[moment] <= SERVE_TARGET, (ring, row)
