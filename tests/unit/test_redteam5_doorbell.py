@@ -139,6 +139,7 @@ def serial_requests(url: str, namespace: str, doorbell: bool, requests: int) -> 
     return sent / requests
 
 
+@pytest.mark.slow  # about 7 s: `make test` runs it, `make test-fast` (under a minute) not
 def test_a_request_sent_alone_costs_one_wait_and_one_pop(server: PrivateRedis) -> None:
     """kombu's transport takes a request sent alone with the BRPOP already waiting, then
     waits again: one command a request. The doorbell's BRPOP also takes it at once (the
