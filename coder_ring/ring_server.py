@@ -6,16 +6,14 @@ carries that epoch, so once another holder claims the ring (or an operator reset
 rebuilds it), none of this server's writes can commit
 (:class:`~coder_ring.errors.Fenced`).
 
-Each extra in use has its own pool, up to :data:`MAX_POOLED_EXTRAS` of them; an extra
-beyond those is served by exact draws (nothing drawn ahead) until a pool idle for
-:data:`POOL_IDLE_SECONDS` goes back at a refill. A pool holds codes already issued in
-the database (committed), with the value and position each was drawn from, and hands
-them out in draw order: the codes are exactly those the ring would issue without a
-pool. Giving codes back (:func:`coder_ring.operations.give_back`) needs the run of
-positions that starts at the boundary, the very values issued there by this server's
-own run of draws (each top-up ``continues`` the last), and no other write to that extra
-since: a direct draw beside the pool makes the pool's codes impossible to give back
-(they are lost, never repeated).
+Each extra in use has its own pool, up to :data:`MAX_POOLED_EXTRAS`; an extra beyond
+those gets exact draws until a pool idle for :data:`POOL_IDLE_SECONDS` goes back at a
+refill. A pool holds codes already issued (committed), with the value and position each
+was drawn from, and hands them out in draw order: exactly the codes the ring would
+issue without a pool. Giving codes back (:func:`coder_ring.operations.give_back`) needs
+the run of positions from the boundary, the values this server's own run of draws
+issued there (each top-up ``continues`` the last), and no other write to that extra
+since: after a direct draw beside the pool its codes are lost, never repeated.
 
 No pool leaves the server while its top-up is in flight, and nothing draws for an
 extra between its pool leaving and its codes going back: a graceful stop, handoff or
@@ -33,7 +31,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from coder_ring.config import RingConfig
 from coder_ring.errors import CoderRingError, Fenced, NotHolding, StoreUnavailable
 from coder_ring.extra_pool import ExtraPool
-from coder_ring.operations import GiveBack
+from coder_ring.pool_return import give_pools_back
 from coder_ring.service import RingService
 from coder_ring.store import Drawn, RingRecord
 from coder_ring.validation import check_bump, check_count, check_extra
@@ -132,7 +130,7 @@ class RingServer:
             self._closing = False
         if not give_back or record is None:
             return 0
-        return self._give_back(record, pools)
+        return give_pools_back(self.service, self.config, record.epoch, pools)
 
     def get_codes(self, count: int, extra: str = "", bump: bool = False) -> list[str]:
         """``count`` codes of ``extra``, served from its pool where the ring allows it.
@@ -144,36 +142,46 @@ class RingServer:
         check_count(count)
         check_extra(extra)
         check_bump(bump)
-        pool = self._pools.get(extra)
-        if pool is not None and (bump or len(pool.codes) < count):
-            # A top-up in flight may bring what is missing; one still queued (behind the
-            # fills of many rings just claimed) is dropped: this request draws for itself.
-            self._settle(pool, cancel_queued=True)
-        with self._mutex:
-            record = self._holding()
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while True:
+            # A top-up in flight may bring what is missing (one still queued is dropped:
+            # this request draws for itself). One another thread began meanwhile is waited
+            # for too: two draws at once break the run the pool's codes go back in.
             pool = self._pools.get(extra)
-            # A new extra's pool is kept only once a draw for it succeeded (a refused
-            # extra leaves none behind), and only while there is room for one: beyond
-            # that, the extra gets exactly what it asks for, nothing drawn ahead.
-            keep = pool is not None or len(self._pools) < self.max_pools
-            pool = pool or ExtraPool(extra)
-            if bump:
-                # A new cycle: the pooled codes belong to the old one, whose unissued rest
-                # the bump abandons anyway; they are dropped, never handed out.
-                drawn = self._draw(record, pool, count, bump=True)
-                pool.codes.clear()
-                codes = drawn.codes
-            elif count <= len(pool.codes):
-                codes = pool.codes.take(count)
-            else:
-                # Draw the rest first: if that fails, the pooled codes stay pooled.
-                drawn = self._draw(record, pool, count - len(pool.codes))
-                codes = pool.codes.codes() + drawn.codes
-                pool.codes.clear()
-            if keep:
-                self._pools[extra] = pool
-                pool.used = time.monotonic()
-            return codes
+            if pool is not None and (bump or len(pool.codes) < count):
+                self._settle(pool, cancel_queued=True)
+            with self._mutex:
+                pool = self._pools.get(extra)
+                short = pool is not None and (bump or len(pool.codes) < count)
+                # Past the deadline, a stuck top-up: this request draws around it.
+                if short and pool is not None and pool.in_flight() and time.monotonic() < deadline:
+                    continue
+                return self._serve(pool, count, extra, bump)
+
+    def _serve(self, pool: ExtraPool | None, count: int, extra: str, bump: bool) -> list[str]:
+        """:meth:`get_codes`' draw (mutex held, no top-up of ``pool`` in flight)."""
+        record = self._holding()
+        # A new extra's pool is kept only once a draw for it succeeded (a refused extra
+        # leaves none behind), and only while there is room for one: beyond that, the
+        # extra gets exactly what it asks for, nothing drawn ahead.
+        keep = pool is not None or len(self._pools) < self.max_pools
+        pool = pool or ExtraPool(extra)
+        if bump:
+            # A new cycle: the old one's pooled codes are dropped, never handed out.
+            drawn = self._draw(record, pool, count, bump=True)
+            pool.codes.clear()
+            codes = drawn.codes
+        elif count <= len(pool.codes):
+            codes = pool.codes.take(count)
+        else:
+            # Draw the rest first: if that fails, the pooled codes stay pooled.
+            drawn = self._draw(record, pool, count - len(pool.codes))
+            codes = pool.codes.codes() + drawn.codes
+            pool.codes.clear()
+        if keep:
+            self._pools[extra] = pool
+            pool.used = time.monotonic()
+        return codes
 
     def get_code(self, extra: str = "", bump: bool = False) -> str:
         """One code (see :meth:`get_codes`)."""
@@ -221,7 +229,7 @@ class RingServer:
                 # Under the mutex: no request draws for these extras before they are home.
                 for pool in idle:
                     del self._pools[pool.extra]
-                self._give_back(record, idle)
+                give_pools_back(self.service, self.config, record.epoch, idle)
             if "" not in self._pools:
                 self._pools[""] = ExtraPool("")
             # A pool whose top-up started since the settle above is left to it: two draws
@@ -367,29 +375,3 @@ class RingServer:
                 return
             pool.land(drawn)
             pool.add(drawn)
-
-    def _give_back(self, record: RingRecord, pools: list[ExtraPool]) -> int:
-        """Give the codes of ``pools`` back in one transaction; codes given back."""
-        returns = [
-            GiveBack(pool.extra, values, pool.version)
-            for pool in pools
-            if (values := pool.returnable())
-        ]
-        if not returns:
-            return 0
-        try:
-            # With the config the codes were drawn with: the rings file may have dropped
-            # or changed the ring since (a handoff after a reload gives the pool back).
-            returned = self.service.give_back_all(self.config, returns, epoch=record.epoch)
-        except CoderRingError as error:
-            log.warning("ring %s: cannot give codes back: %s", self.name, error)
-            return 0  # the codes are lost, never repeated
-        refused = [back.extra for back, done in zip(returns, returned, strict=True) if not done]
-        if refused:
-            log.warning(
-                "ring %s: pooled codes of extras %s not given back (written since): lost, "
-                "never repeated",
-                self.name,
-                refused,
-            )
-        return sum(len(back.values) for back, done in zip(returns, returned, strict=True) if done)

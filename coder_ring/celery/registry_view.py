@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from coder_ring.celery.wait_clock import waiting_seconds
+from coder_ring.celery.wait_clock import WaitClock
 from coder_ring.metrics.worker import WorkerMetrics
 from coder_ring.registry import notices
 from coder_ring.registry.coordinator import AssignmentCache, Coordinator
@@ -68,6 +68,7 @@ class RegistryView:
         self.read_at = float("-inf")
         #: Seconds the last round's Redis calls took, the coordinator's placement aside.
         self.call_seconds = 0.0
+        self.waits = WaitClock()  # the lease thread's
 
     def round(self, info: MemberInfo, healthy: bool) -> bool:
         """Heartbeat ``info``, coordinate if elected and ``healthy``, and read the
@@ -75,7 +76,7 @@ class RegistryView:
         Redis fails). Whether Redis answered at all."""
         answered = False
         # The link's share of the round (see coder_ring.celery.wait_clock).
-        began, placing = waiting_seconds(), 0.0
+        began, placing = self.waits.mark(), 0.0
         try:
             self.membership.heartbeat(info)
             answered = True
@@ -89,14 +90,14 @@ class RegistryView:
             # metrics (a failover or a handoff) go by the holders the records name.
             leading = healthy and self.coordinator.lead(members)
             if leading:
-                placing_began = waiting_seconds()
+                placing_began = self.waits.mark()
                 rings = {ring for member in members for ring in member.rings}
                 holders = lock_holders(self.client, self.namespace, rings)
             else:
                 holders = {ring: member.id for member in members for ring in member.holding}
             self.metrics.saw_holders(holders)
             assignment = self.coordinator.place(members, holders, before) if leading else None
-            placing = waiting_seconds() - placing_began if leading else 0.0
+            placing = self.waits.since(placing_began) if leading else 0.0
             if assignment is None:
                 assignment = before
             elif assignment != before:
@@ -112,7 +113,7 @@ class RegistryView:
             # Every call's time but the coordinator's reads of every lock and its
             # placement (they grow with the rings: a coordinator among 10,000 rings is no
             # slow link); a failed placement counts whole.
-            self.call_seconds = waiting_seconds() - began - placing
+            self.call_seconds = max(self.waits.since(began) - placing, 0.0)
         return answered
 
     def read_peers(self) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from coder_ring.celery.seat import RingSeat
-from coder_ring.celery.wait_clock import waiting_seconds
+from coder_ring.celery.wait_clock import WaitClock
 from coder_ring.registry.member_lease import MemberLease
 from coder_ring.registry.redis_clock import LateRequest
 
@@ -66,6 +66,7 @@ class RingLocks:
         self._won, self._lost, self._leave = won, lost, leave
         #: Seconds the last round's renewal took in Redis (its script calls).
         self.call_seconds = 0.0
+        self.waits = WaitClock()  # the lease thread's
 
     def follow(
         self,
@@ -85,9 +86,9 @@ class RingLocks:
         plans = [
             (seat, plan) for seat in seats if (plan := self._plan(seat, assignment, live, healthy))
         ]
-        began = waiting_seconds()  # the link's share: see coder_ring.celery.wait_clock
+        began = self.waits.mark()  # the link's share: see coder_ring.celery.wait_clock
         granted, until, error = self._ask([(seat, plan.takes) for seat, plan in plans if plan.asks])
-        self.call_seconds = waiting_seconds() - began
+        self.call_seconds = self.waits.since(began)
         for seat, plan in plans:
             with seat.transition:
                 mine = until if granted.get(seat.ring) else None
