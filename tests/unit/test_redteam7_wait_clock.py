@@ -20,6 +20,7 @@ the process is at its descriptor limit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -77,22 +78,31 @@ def _gather_run_queue_time(seconds: float) -> None:
         os.sched_setaffinity(0, before)
 
 
-def test_a_slow_round_read_across_a_failed_open_is_timed_as_its_wait() -> None:
+def timed_wait(fail_at_start: bool) -> dict[str, float]:
+    """On a thread of its own with run-queue time gathered: a WAIT s wait timed by a
+    WaitClock, one end of it read at the descriptor limit (the start or the end)."""
     result: dict[str, float] = {}
 
     def lease_thread() -> None:
         _gather_run_queue_time(1.5)
         result["runnable"] = _runnable_ns() / 1e9
         clock = WaitClock()
-        began = clock.now()
+        clock.now()  # the lease thread's earlier rounds read it well
+        with _at_descriptor_limit() if fail_at_start else contextlib.nullcontext():
+            began = clock.now()
         time.sleep(WAIT)  # the round's Redis calls, waiting on a slow link
-        with _at_descriptor_limit():
+        with contextlib.nullcontext() if fail_at_start else _at_descriptor_limit():
             ended = clock.now()
         result["call_seconds"] = ended - began
 
     thread = threading.Thread(target=lease_thread)
     thread.start()
     thread.join()
+    return result
+
+
+def test_a_slow_round_read_across_a_failed_open_is_timed_as_its_wait() -> None:
+    result = timed_wait(fail_at_start=False)
     assert result["runnable"] > 0.2, "the thread gathered no run-queue time: cannot show it"
     assert abs(result["call_seconds"] - WAIT) < 0.1, (
         f"a {WAIT} s wait on the link was timed {result['call_seconds']:.2f} s (the thread's "
@@ -102,21 +112,7 @@ def test_a_slow_round_read_across_a_failed_open_is_timed_as_its_wait() -> None:
 
 
 def test_a_slow_round_begun_across_a_failed_open_is_not_read_as_quick() -> None:
-    result: dict[str, float] = {}
-
-    def lease_thread() -> None:
-        _gather_run_queue_time(1.5)
-        result["runnable"] = _runnable_ns() / 1e9
-        clock = WaitClock()
-        clock.now()  # the lease thread's earlier rounds read it well
-        with _at_descriptor_limit():
-            began = clock.now()
-        time.sleep(WAIT)
-        result["call_seconds"] = clock.now() - began
-
-    thread = threading.Thread(target=lease_thread)
-    thread.start()
-    thread.join()
+    result = timed_wait(fail_at_start=True)
     assert result["runnable"] > 0.2, "the thread gathered no run-queue time: cannot show it"
     assert result["call_seconds"] > WAIT - 0.1, (
         f"a {WAIT} s wait on a slow link was timed {result['call_seconds']:.2f} s: undetected "
