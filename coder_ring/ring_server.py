@@ -142,7 +142,7 @@ class RingServer:
         check_count(count)
         check_extra(extra)
         check_bump(bump)
-        deadline = time.monotonic() + SETTLE_TIMEOUT
+        deadline: float | None = None  # set once a top-up begun meanwhile is waited for
         while True:
             # A top-up in flight may bring what is missing (one still queued is dropped:
             # this request draws for itself). One another thread began meanwhile is waited
@@ -153,9 +153,11 @@ class RingServer:
             with self._mutex:
                 pool = self._pools.get(extra)
                 short = pool is not None and (bump or len(pool.codes) < count)
-                # Past the deadline, a stuck top-up: this request draws around it.
-                if short and pool is not None and pool.in_flight() and time.monotonic() < deadline:
-                    continue
+                if short and pool is not None and pool.in_flight():
+                    now = time.monotonic()
+                    deadline = deadline or now + SETTLE_TIMEOUT
+                    if now < deadline:  # else a stuck top-up: this request draws around it
+                        continue
                 return self._serve(pool, count, extra, bump)
 
     def _serve(self, pool: ExtraPool | None, count: int, extra: str, bump: bool) -> list[str]:

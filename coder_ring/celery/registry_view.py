@@ -80,10 +80,8 @@ class RegistryView:
         try:
             self.membership.heartbeat(info)
             answered = True
-            members = live_members(self.client, self.namespace)
+            members = self._read_members()
             live = {member.id for member in members if member.healthy}
-            self.peers = [member for member in members if member.id != info.id]
-            self.read_at = time.monotonic()
             before = self.assignments.read()
             # Every ring's holder (an MGET of every lock) only for the coordinator, to
             # place them: a round costs the others the same at any number of rings. The
@@ -120,12 +118,17 @@ class RegistryView:
         """Read the other members' records again, out of turn (a worker whose round was
         slow asks how theirs went meanwhile); False when Redis did not answer."""
         try:
-            members = live_members(self.client, self.namespace)
+            self._read_members()
         except redis.RedisError:
             return False
+        return True
+
+    def _read_members(self) -> list[MemberInfo]:
+        """Every live member's record; the others' kept in :attr:`peers`."""
+        members = live_members(self.client, self.namespace)
         self.peers = [member for member in members if member.id != self.member_id]
         self.read_at = time.monotonic()
-        return True
+        return members
 
     def say(self, info: MemberInfo) -> None:
         """Heartbeat ``info`` out of turn (a worker giving its rings up); a Redis error is

@@ -86,9 +86,9 @@ class RedisClock:
     def offset(self) -> float:
         """Seconds to add to ``time.monotonic()`` for Redis's clock (a lower bound); the
         first call asks Redis its time (a RedisError if it does not answer)."""
-        with self._lock:
-            if self._bounds:
-                return max(self._bounds)
+        known = self.estimate()
+        if known is not None:
+            return known
         seconds, micros = self.client.time()
         self.observe(seconds * 1000 + micros // 1000, time.monotonic())
         with self._lock:
