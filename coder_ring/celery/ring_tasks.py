@@ -106,7 +106,16 @@ class RingTask(Task):  # type: ignore[misc]
                 )
         app.registry.ensure_served(ring)
         options["queue"] = ring_queue(app.settings.namespace, ring)
-        if app.publishes_by_name and not any(map(options.get, ROUTING_OPTIONS)):
+        routed = {name: options[name] for name in ROUTING_OPTIONS if options.get(name)}
+        if routed and "declare" in options and not options["declare"]:
+            # Red team 8: through an exchange nothing is bound to, the broker drops the
+            # request without a word and the caller waits its whole timeout.
+            raise InvalidInput(
+                f"invalid option declare={options['declare']!r} with {routed} for "
+                f"{self.name}: a request routed through an exchange needs the ring's queue "
+                "declared and bound, else the broker drops it; leave declare out"
+            )
+        if app.publishes_by_name and not routed:
             # The request goes to the ring's list by its name (Celery's anonymous
             # exchange), which needs no binding. Celery would first declare and bind the
             # queue: two round trips per ring on each connection's first request, and an
