@@ -187,7 +187,10 @@ def test_a_paused_holder_never_hands_out_a_duplicate(
         codes += [get(app) for _ in range(5)]
 
         holder.kill(signal.SIGCONT)
-        holder.wait_for_log(rf"ring {RING}: lock lost", timeout=5)
+        # Resumed, it lets the ring go: its lock is lost, or, stopped inside a transaction
+        # that PostgreSQL ended meanwhile, its database counts as failing since before the
+        # pause and it gives every ring up (the probe met the dead connection).
+        holder.wait_for_log(rf"ring {RING}: (lock lost|given up)", timeout=5)
         in_flight += [task.delay(RING) for _ in range(10)]
         late, errors = collect(in_flight, timeout=15)
         codes += late + [get(app) for _ in range(10)]
